@@ -1,0 +1,160 @@
+"""Training: plain functions with explicit arguments (pytorch/examples style).
+
+``fit`` trains for a number of epochs, evaluates after each, checkpoints after each
+(atomically) and resumes from the checkpoint when one exists. Every epoch reseeds
+the global RNG (dropout) and the loader's shuffle from ``(seed, epoch)``, so a run
+interrupted and resumed gives exactly the numbers of an uninterrupted one on the
+same device.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .results import atomic_write_bytes
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adadelta")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks cuda > mps > cpu; anything else must be available or it raises."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here; use device='auto' or 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads_from_env() -> None:
+    """Honour ``HWR_NUM_THREADS`` (set by hwr-sweep so parallel workers do not oversubscribe cores)."""
+    n = os.environ.get("HWR_NUM_THREADS")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Optimizers by name. ``rmsprop`` uses Keras' defaults (rho 0.9, eps 1e-7), as the 001 blog ran it."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def _autocast(device: torch.device):
+    # bf16 on CUDA: same range as fp32, no loss scaling needed
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
+                loss_fn: LossFn = F.cross_entropy, progress: bool = True, desc: str = "train") -> dict[str, float]:
+    """One pass over ``loader``; returns mean loss and accuracy over the samples seen."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, mininterval=2, unit="batch")
+    for x, y in bar:
+        with _autocast(device):
+            out = model(x)
+            loss = loss_fn(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # accumulate on the device: a .item() per batch would sync the GPU every step
+        loss_sum += loss.detach() * len(y)
+        correct += (out.argmax(1) == y).sum()
+        seen += len(y)
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F.cross_entropy) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` over ``loader``."""
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        with _autocast(device):
+            out = model(x)
+        loss_sum += loss_fn(out.float(), y).item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+        seen += len(y)
+    return {"loss": loss_sum / seen, "acc": correct / seen}
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict]) -> None:
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def fit(model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Optimizer, num_epochs: int,
+        device: torch.device, seed: int = 0, loss_fn: LossFn = F.cross_entropy,
+        checkpoint: str | os.PathLike | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
+        progress: bool = True, desc: str = "") -> list[dict[str, Any]]:
+    """Train ``model`` for ``num_epochs``; return the per-epoch history.
+
+    Each history row: epoch, train_loss, train_acc, test_loss, test_acc, lr, seconds (training
+    wall time of the epoch, evaluation excluded). If ``checkpoint`` exists, training resumes
+    after its last epoch; it is rewritten after every epoch. ``on_epoch(history)`` is called
+    after each epoch (the results store writes metrics.csv there).
+    """
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+    history: list[dict[str, Any]] = []
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+    bar = tqdm(range(len(history), num_epochs), initial=len(history), total=num_epochs, desc=desc or "epochs",
+               disable=not progress, unit="epoch")
+    for epoch in bar:
+        torch.manual_seed(seed * 100_003 + epoch)  # dropout and the like: replayable per epoch
+        train_loader.set_epoch(epoch)
+        t0 = time.perf_counter()
+        row = train_epoch(model, train_loader, optimizer, device, loss_fn, progress)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        test = evaluate(model, test_loader, device, loss_fn)
+        history.append({"epoch": epoch + 1, **row, "test_loss": test["loss"], "test_acc": test["acc"],
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": seconds})
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{test['acc']:.4f}")
+        if ckpt:
+            _save_checkpoint(ckpt, model, optimizer, history)
+        if on_epoch:
+            on_epoch(history)
+    return history
