@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: renders in terminals, papermill output and JupyterLab alike
 
 from .results import atomic_write_bytes
 
@@ -78,14 +78,13 @@ def _autocast(device: torch.device):
 
 
 def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
-                loss_fn: LossFn = F.cross_entropy, progress: bool = True, desc: str = "train") -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss and accuracy over the samples seen."""
+                loss_fn: LossFn = F.cross_entropy, bar: tqdm | None = None) -> dict[str, float]:
+    """One pass over ``loader``; returns mean loss and accuracy over the samples seen. ``bar`` advances per batch."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, mininterval=2, unit="batch")
-    for x, y in bar:
+    for x, y in loader:
         with _autocast(device):
             out = model(x)
             loss = loss_fn(out, y)
@@ -96,6 +95,8 @@ def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, devi
         loss_sum += loss.detach() * len(y)
         correct += (out.argmax(1) == y).sum()
         seen += len(y)
+        if bar is not None:
+            bar.update()
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
 
 
@@ -139,22 +140,26 @@ def fit(model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Opti
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
-    bar = tqdm(range(len(history), num_epochs), initial=len(history), total=num_epochs, desc=desc or "epochs",
-               disable=not progress, unit="epoch")
-    for epoch in bar:
+    # one bar per run, over batches of all epochs: a single readable line in a notebook
+    steps = len(train_loader)
+    bar = tqdm(total=num_epochs * steps, initial=len(history) * steps, desc=desc or "train", unit="batch",
+               disable=not progress, mininterval=5, dynamic_ncols=True)
+    for epoch in range(len(history), num_epochs):
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and the like: replayable per epoch
         train_loader.set_epoch(epoch)
         t0 = time.perf_counter()
-        row = train_epoch(model, train_loader, optimizer, device, loss_fn, progress)
+        row = train_epoch(model, train_loader, optimizer, device, loss_fn, bar)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         test = evaluate(model, test_loader, device, loss_fn)
         history.append({"epoch": epoch + 1, **row, "test_loss": test["loss"], "test_acc": test["acc"],
                         "lr": optimizer.param_groups[0]["lr"], "seconds": seconds})
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{test['acc']:.4f}")
+        bar.set_postfix(epoch=f"{epoch + 1}/{num_epochs}", loss=f"{row['train_loss']:.4f}",
+                        test_acc=f"{test['acc']:.4f}")
         if ckpt:
             _save_checkpoint(ckpt, model, optimizer, history)
         if on_epoch:
             on_epoch(history)
+    bar.close()
     return history

@@ -1,5 +1,5 @@
 """Experiment configs and runners, one per paper, found by the paper's key."""
-from .mnist_cnn import P001Config, P002Config, Run, train_run
+from .mnist_cnn import P001Config, P002Config, Run, runs_frame, train_run
 
 CONFIGS = {c.paper: c for c in (P001Config, P002Config)}
 
@@ -13,4 +13,4 @@ def config_for_notebook(path) -> type:
     return CONFIGS[key]
 
 
-__all__ = ["P001Config", "P002Config", "Run", "train_run", "CONFIGS", "config_for_notebook"]
+__all__ = ["P001Config", "P002Config", "Run", "runs_frame", "train_run", "CONFIGS", "config_for_notebook"]

@@ -121,6 +121,11 @@ class Run:
     final: dict[str, Any]
 
 
+def runs_frame(runs: list[Run], paper: str) -> pd.DataFrame:
+    """Runs as rows like those of :func:`hwrlib.results.load_runs` (config, then final record)."""
+    return pd.DataFrame([{"paper": paper, **r.config, **r.final, "run_path": str(r.path)} for r in runs])
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

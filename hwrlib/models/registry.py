@@ -52,3 +52,22 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 1, **kwargs) 
 def count_params(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 1, 28, 28)):
+    """Per-leaf-layer output shape and parameter count, from one forward pass (a pandas DataFrame)."""
+    import pandas as pd
+    import torch
+    rows, hooks = [], []
+    for name, m in model.named_modules():
+        if not list(m.children()):
+            hooks.append(m.register_forward_hook(lambda m, i, o, name=name: rows.append(
+                {"layer": name, "type": type(m).__name__, "output": tuple(o.shape[1:]),
+                 "params": sum(p.numel() for p in m.parameters())})))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return pd.DataFrame(rows)

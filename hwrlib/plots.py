@@ -1,0 +1,68 @@
+"""Figures shared by the notebooks. Each function returns its matplotlib Figure."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+import pandas as pd
+import seaborn as sns
+import torch
+
+
+def show_digits(images: torch.Tensor, labels: torch.Tensor, n: int = 24, cols: int = 12, title: str = ""):
+    """A grid of the first ``n`` images with their labels (cf. the papers' MNIST sample figures)."""
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.95))
+    for ax, img, lab in zip(axes.flat, images[:n], labels[:n]):
+        ax.imshow(img.cpu().numpy(), cmap="gray_r")
+        ax.set_title(str(int(lab)), fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: pd.DataFrame, hue: str | None = None, claimed_acc: float | None = None,
+                 iters_per_epoch: int | None = None, title: str = ""):
+    """Loss (train and test) and test accuracy per epoch; ``hue`` names a column that separates runs.
+
+    With several rows per (hue, epoch), e.g. several seeds, seaborn draws the mean and a 95% band.
+    """
+    h = history.copy()
+    h["test_acc_pct"] = 100 * h["test_acc"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=h, x="epoch", y="train_loss", hue=hue, ax=ax1, marker="o")
+    sns.lineplot(data=h, x="epoch", y="test_loss", hue=hue, ax=ax1, linestyle="--", legend=False)
+    ax1.set(ylabel="cross-entropy loss (nats)", title="loss: training (solid), test (dashed)")
+    sns.lineplot(data=h, x="epoch", y="test_acc_pct", hue=hue, ax=ax2, marker="o")
+    if claimed_acc is not None:
+        ax2.axhline(100 * claimed_acc, color="crimson", linestyle=":", label=f"claimed {100 * claimed_acc:.2f}%")
+        ax2.legend()
+    ax2.set(ylabel="test accuracy (%)", title="test accuracy")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch" + (f"  (1 epoch = {iters_per_epoch:,} iterations)" if iters_per_epoch else ""))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_bars(rows: pd.DataFrame, title: str = ""):
+    """Horizontal bars of accuracy (%) per ``label``, coloured by ``source`` (measured here / quoted)."""
+    r = rows.sort_values("accuracy").reset_index(drop=True)
+    low = min(85.0, 5 * (r["accuracy"].min() // 5))  # keep small differences visible, never hide a bar
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(r) + 1.2), layout="constrained")
+    palette = {"measured here": "tab:blue", "quoted by the paper": "tab:gray", "claimed by the paper": "crimson"}
+    sns.barplot(data=r, y="label", x="accuracy", hue="source", palette=palette, dodge=False, ax=ax)
+    for i, v in enumerate(r["accuracy"]):
+        ax.text(v + 0.05, i, f"{v:.2f}%", va="center", fontsize=8)
+    ax.set(xlim=(low, 101.5), xlabel="test accuracy on MNIST (%)", ylabel="", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def label_runs(runs: Sequence, key: str = "model") -> pd.DataFrame:
+    """Concatenate the histories of :class:`~hwrlib.experiments.Run` objects, labelled by a config key."""
+    return pd.concat([r.history.assign(**{key: r.config[key]}) for r in runs], ignore_index=True)
