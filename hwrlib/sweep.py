@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import os
 import sys
 import typing
@@ -105,7 +106,7 @@ def sweep(notebook: str, grid: dict[str, Any], workers: int = 1, scheduler: str 
         threads = 1
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs="error")
+                               dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
         threads = max(1, (os.cpu_count() or 1) // workers)
     try:

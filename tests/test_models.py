@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from hwrlib.models import count_params, create_model, layer_table, list_models
+from hwrlib.summary import residual_adds
+
+
+def conv(c_in, c_out, k, bias=True):
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def linear(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def resnet18_params(classes=10):
+    bn = lambda c: 2 * c  # noqa: E731  (weight and bias)
+    total = conv(1, 64, 3, False) + bn(64)
+    c_in = 64
+    for i, c in enumerate((64, 128, 256, 512)):
+        for j in range(2):
+            total += conv(c_in, c, 3, False) + bn(c) + conv(c, c, 3, False) + bn(c)
+            if c_in != c:
+                total += conv(c_in, c, 1, False) + bn(c)
+            c_in = c
+    return total + linear(512, classes)
+
+
+# parameter counts from each architecture's own description, layer by layer
+EXPECTED = {
+    "pytorch_cnn": conv(1, 64, 5) + conv(64, 64, 3) + conv(64, 20, 3) + linear(2000, 10),
+    "lenet5": conv(1, 6, 5) + conv(6, 16, 5) + conv(16, 120, 5) + linear(120, 84) + linear(84, 10),
+    "resnet18": resnet18_params(),
+    "blog_cnn": conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10),
+    "blog_resnet": (conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10)
+                    + 2 * conv(32, 32, 3) + 2 * conv(64, 64, 3)),
+}
+
+
+def test_every_model_has_an_expected_count():
+    assert sorted(EXPECTED) == list_models()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7)
+    x = torch.randn(4, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (4, 7)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_parameter_count_matches_architecture(name):
+    assert count_params(create_model(name)) == EXPECTED[name]
+    assert layer_table(create_model(name))["params"].sum() == EXPECTED[name]
+
+
+def test_002_shapes_follow_the_paper():
+    shapes = layer_table(create_model("pytorch_cnn")).set_index("layer")["output"]
+    assert shapes["features.0"] == (64, 24, 24) and shapes["features.2"] == (64, 12, 12)
+    assert shapes["features.3"] == (64, 10, 10) and shapes["features.5"] == (20, 10, 10)
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'nope'.*pytorch_cnn"):
+        create_model("nope")
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model("lenet5", num_classes=1)
+    with pytest.raises(ValueError, match="activation"):
+        create_model("pytorch_cnn", activation="swish")
+
+
+def test_in_chans():
+    assert create_model("resnet18", in_chans=3)(torch.randn(2, 3, 28, 28)).shape == (2, 10)
+
+
+def test_skip_connections_found_by_tracing():
+    assert residual_adds(create_model("blog_cnn")) == 0  # the blog's published code
+    assert residual_adds(create_model("blog_resnet")) == 2
+    assert residual_adds(create_model("resnet18")) == 8

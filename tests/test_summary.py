@@ -1,0 +1,56 @@
+import math
+
+import pandas as pd
+import pytest
+
+from hwrlib.summary import claims_table, evaluate, load_claims
+
+CLAIM = {"id": "t", "paper": "002", "kind": "metric", "metric": "final_test_acc", "claimed": 0.9931,
+         "tolerance": 0.002, "where": {"model": "pytorch_cnn", "profile": "paper", "train_size": None}}
+
+
+def runs(*accs, model="pytorch_cnn", profile="paper", train_size=None):
+    return pd.DataFrame([{"paper": "002", "model": model, "profile": profile, "train_size": train_size,
+                          "final_test_acc": a} for a in accs])
+
+
+def test_metric_claim_mean_std_and_verdict():
+    r = evaluate(CLAIM, runs(0.992, 0.994, 0.993))
+    assert r["verdict"] == "reproduced" and r["n"] == 3
+    assert r["mean"] == pytest.approx(0.993) and r["std"] == pytest.approx(0.001)
+    assert evaluate(CLAIM, runs(0.985, 0.987))["verdict"] == "not reproduced"
+
+
+def test_unmatched_runs_are_not_yet_run():
+    assert evaluate(CLAIM, runs(0.993, profile="quick"))["verdict"] == "not yet run"
+    assert evaluate(CLAIM, runs(0.993, train_size=3000))["verdict"] == "not yet run"
+    assert evaluate(CLAIM, pd.DataFrame())["verdict"] == "not yet run"
+    # a paper notebook can set its quick run beside the claim
+    assert evaluate(CLAIM, runs(0.993, profile="quick"), ignore=("profile",))["verdict"] == "reproduced"
+
+
+def test_comparison_and_ratio():
+    both = pd.concat([runs(0.99), runs(0.98, model="lenet5")])
+    comp = {**CLAIM, "kind": "comparison", "than": {"model": "lenet5", "profile": "paper"}}
+    assert evaluate(comp, both)["verdict"] == "reproduced"
+    assert evaluate({**comp, "than": {"model": "resnet18"}}, both)["verdict"] == "not yet run"
+    ratio = {**comp, "kind": "ratio", "claimed": 1.0, "tolerance": 0.05, "tolerance_kind": "rel"}
+    r = evaluate(ratio, both)
+    assert r["mean"] == pytest.approx(0.99 / 0.98) and r["verdict"] == "reproduced"
+
+
+def test_claims_file_covers_all_five_works_with_sources():
+    claims = load_claims()
+    assert {c["paper"] for c in claims} == {"000", "001", "002", "003", "004"}
+    assert all(c.get("source") and c.get("text") for c in claims)
+    assert len({c["id"] for c in claims}) == len(claims)
+    for c in claims:
+        if c["kind"] in ("metric", "ratio", "model", "reference"):
+            assert isinstance(c["claimed"], (int, float)) and not math.isnan(c["claimed"]), c["id"]
+
+
+def test_model_claims_are_computed_from_the_registry():
+    table = claims_table(pd.DataFrame(), "001").iloc[0]
+    assert table["verdict"] == "not reproduced" and table["measured"] == "0"
+    lenet = claims_table(pd.DataFrame(), "003").set_index("claim").loc["LeNet-5 has about 60,000 parameters"]
+    assert lenet["measured"] == "61,706" and lenet["verdict"] == "reproduced"

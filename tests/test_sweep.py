@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from hwrlib import sweep
+from hwrlib.experiments import P002Config
+from hwrlib.results import load_runs
+
+NOTEBOOK = str(Path(__file__).parents[1] / "notebooks" / "002_pytorch_cnn_mnist.ipynb")
+
+
+def test_expand_grid_cartesian_and_list_parameters(tmp_path):
+    (tmp_path / "g.yaml").write_text("lr: [0.1, 0.01]\nbatch_size: [32, 64, 128]\nseeds: [0, 1]\n"
+                                     "compare_models: [lenet5]\n")
+    points = sweep.expand_grid(sweep.load_grid(tmp_path / "g.yaml"), P002Config)
+    assert len(points) == 12
+    assert all(p["compare_models"] == ["lenet5"] for p in points)  # a plain list is one value
+    assert {(p["lr"], p["batch_size"], p["seed"]) for p in points} == {
+        (lr, b, s) for lr in (0.1, 0.01) for b in (32, 64, 128) for s in (0, 1)}
+    lists = sweep.expand_grid({"compare_models": [["lenet5"], []]}, P002Config)
+    assert [p["compare_models"] for p in lists] == [["lenet5"], []]
+    with pytest.raises(ValueError, match="'epochs' is not a parameter"):
+        sweep.expand_grid({"epochs": [1, 2]}, P002Config)
+
+
+def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HWR_PROFILE", "smoke")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("compare_models: []\nseeds: [0, 1]\n")
+    assert sweep.main([NOTEBOOK, str(grid), "--workers", "2"]) == 0
+    runs = load_runs()
+    assert sorted(runs["seed"]) == [0, 1] and set(runs["profile"]) == {"smoke"}
+    assert all((Path(p) / "notebook.ipynb").exists() for p in runs["run_path"])
+    assert "2 done, 0 skipped, 0 failed" in capsys.readouterr().out
+
+    # rerun: both points exist, nothing runs
+    assert sweep.main([NOTEBOOK, str(grid), "--workers", "2"]) == 0
+    assert "0 done, 2 skipped, 0 failed" in capsys.readouterr().out
+
+    # a point that fails inside the notebook is reported with its error; the other point still runs
+    grid.write_text("compare_models: []\nseed: 5\ndevice: [cuda, cpu]\n")
+    if __import__("torch").cuda.is_available():
+        pytest.skip("cuda exists here: the failing point would succeed")
+    assert sweep.main([NOTEBOOK, str(grid), "--workers", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "failed" in out and "CUDA is not available" in out and "1 done, 0 skipped, 1 failed" in out
+    assert 5 in set(load_runs()["seed"])
+
+
+def test_invalid_point_is_reported_without_running(results_tmp, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("batch_size: [0]\n")
+    assert sweep.main([NOTEBOOK, str(grid), "--dry-run"]) == 1
+    assert "parameter 'batch_size'" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sweep.main([str(tmp_path / "missing.ipynb")])

@@ -1,0 +1,111 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from hwrlib.data import TensorLoader, load_mnist
+from hwrlib.experiments import P002Config, train_run
+from hwrlib.models import create_model
+from hwrlib.results import load_runs
+from hwrlib.train import evaluate, fit, make_optimizer, resolve_device
+
+
+def _loaders(n=512, seed=0):
+    x, y = load_mnist("train")
+    xt, yt = load_mnist("test")
+    return (TensorLoader(x[:n], y[:n], 32, shuffle=True, seed=seed),
+            TensorLoader(xt[:500], yt[:500], 250))
+
+
+def _fit(tmp_path=None, epochs=2, seed=0, name="pytorch_cnn", on_epoch=None, ckpt=None):
+    torch.manual_seed(seed)
+    model = create_model(name)
+    train, test = _loaders(seed=seed)
+    opt = make_optimizer("adam", model.parameters(), 1e-3)
+    h = fit(model, train, test, opt, epochs, torch.device("cpu"), seed=seed, checkpoint=ckpt,
+            on_epoch=on_epoch, progress=False)
+    return model, h
+
+
+def test_loss_falls_on_real_mnist(mnist_ready):
+    torch.manual_seed(0)
+    model = create_model("pytorch_cnn")
+    train, test = _loaders()
+    before = evaluate(model, test, torch.device("cpu"))
+    opt = make_optimizer("adam", model.parameters(), 1e-3)
+    h = fit(model, train, test, opt, 1, torch.device("cpu"), progress=False)  # 16 steps
+    assert h[0]["test_loss"] < 0.7 * before["loss"]
+    assert h[0]["test_acc"] > before["acc"] + 0.3
+
+
+def test_same_seed_same_history(mnist_ready, one_thread):
+    m1, h1 = _fit(seed=1)
+    m2, h2 = _fit(seed=1)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(h1) == strip(h2)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    _, h3 = _fit(seed=2)
+    assert strip(h3) != strip(h1)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(mnist_ready, one_thread, tmp_path):
+    full_model, full = _fit(epochs=3, name="lenet5")
+
+    def stop_after_first(history):
+        if len(history) == 1:
+            raise Interrupt
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(Interrupt):
+        _fit(epochs=3, name="lenet5", ckpt=ckpt, on_epoch=stop_after_first)
+    assert ckpt.exists()
+    resumed_model, resumed = _fit(epochs=3, name="lenet5", ckpt=ckpt, seed=0)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed) == strip(full)
+    for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_killed_run_resumes_and_is_never_a_result(mnist_ready, one_thread, results_tmp):
+    """SIGKILL a training process after its first checkpoint, rerun: it resumes, and only then counts."""
+    params = dict(model="lenet5", num_epochs=3, train_size=6000, test_size=1000, seed=0, profile="quick")
+    code = ("from hwrlib.experiments import P002Config, train_run;"
+            f"train_run(P002Config.from_params(**{params!r}), progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HWR_NUM_THREADS": "1"})
+    run_dir = P002Config.from_params(**params).run_dirs()[0]
+    deadline = time.time() + 120
+    while not run_dir.checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_dir.checkpoint.exists() and not run_dir.is_complete()
+    assert load_runs().empty  # the half-finished run is not a result
+    resumed = train_run(P002Config.from_params(**params), progress=False)
+    assert len(resumed.history) == 3 and run_dir.is_complete() and not run_dir.checkpoint.exists()
+    assert len(load_runs()) == 1
+    # the same run from scratch, elsewhere: identical numbers
+    fresh = train_run(P002Config.from_params(**params, results_dir=str(results_tmp / "fresh")), progress=False)
+    cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
+    assert resumed.history[cols].equals(fresh.history[cols])
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_bad_optimizer_and_epochs():
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        make_optimizer("adamw", create_model("lenet5").parameters(), 0.1)
+    with pytest.raises(ValueError, match="num_epochs"):
+        _fit(epochs=0)
