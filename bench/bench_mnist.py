@@ -5,14 +5,16 @@ over the same fixed subset of MNIST train images, at each batch size, by two loo
 same thread count:
 
 * hwrlib: ``TensorLoader`` slices whole batches out of one uint8 tensor and normalizes them with a
-  couple of tensor ops, then ``train_epoch`` runs the step;
+  couple of tensor ops, then ``train_epoch`` runs the step on the model in channels_last layout, as
+  hwrlib's training does (``prepare_model``);
 * reference: written as pytorch/examples ``mnist/main.py`` does it: a ``Dataset`` whose ``__getitem__``
   builds a PIL image per sample and applies ToTensor + Normalize to it, a ``DataLoader`` (num_workers=0)
   that collates those samples, and the classic zero_grad/forward/loss/backward/step loop.
 
 Why: the model is small (about 12 MFLOP forward per image), so on a CPU the per-sample Python and PIL work
 of the reference input pipeline is a visible part of each step; hwrlib avoids it by batching straight from
-the uint8 tensor. The ratio hwrlib/reference shows what that buys. Measurements of the two loops are
+the uint8 tensor, and channels_last lets oneDNN use its faster conv kernels. The ratio hwrlib/reference
+shows what both buy. Measurements of the two loops are
 interleaved (order alternating per repeat) and the best of the repeats is kept, so background load hits
 both alike. Training FLOPs per image (3x the analytic forward count of the Conv2d/Linear layers) times
 images/s, divided by this machine's measured fp32 matmul FLOP/s, gives the fraction of the FLOP limit used.
@@ -32,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hwrlib.data import TensorLoader, load_mnist, prepare_mnist
 from hwrlib.models import count_params, create_model
-from hwrlib.train import make_optimizer, train_epoch
+from hwrlib.train import make_optimizer, prepare_model, train_epoch
 
 MODEL = "pytorch_cnn"
 MEAN, STD = 0.1307, 0.3081
@@ -115,9 +117,11 @@ def time_pass(run: Callable[[], None], n: int) -> float:
 def measure_hwrlib(x: torch.Tensor, y: torch.Tensor, batch_size: int, n_warm: int) -> float:
     model, opt = fresh_model()
     cpu = torch.device("cpu")
+    model = prepare_model(model, cpu)  # exactly what hwrlib's training does: channels_last layout
     # no progress bar by default: train_epoch only draws one when given ``bar``
-    train_epoch(model, TensorLoader(x[:n_warm], y[:n_warm], batch_size, shuffle=True, seed=SEED), opt, cpu)
-    loader = TensorLoader(x, y, batch_size, shuffle=True, seed=SEED)
+    warm = TensorLoader(x[:n_warm], y[:n_warm], batch_size, shuffle=True, seed=SEED, channels_last=True)
+    train_epoch(model, warm, opt, cpu)
+    loader = TensorLoader(x, y, batch_size, shuffle=True, seed=SEED, channels_last=True)
     return time_pass(lambda: train_epoch(model, loader, opt, cpu), len(y))
 
 

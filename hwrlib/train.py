@@ -44,6 +44,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device`` in channels_last layout.
+
+    channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest conv kernels: the 002 CNN
+    trains 15-50% faster on a 2-core CPU with it. Batches must match: TensorLoader(channels_last=True).
+    """
+    return model.to(device, memory_format=torch.channels_last)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -17,7 +17,8 @@ from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data import MEAN, STD, TensorLoader, load_mnist, prepare_mnist, subset
 from ..models import check_model_name, count_params, create_model
-from ..train import OPTIMIZERS, fit, make_optimizer, resolve_device, seed_everything, set_threads_from_env
+from ..train import (OPTIMIZERS, fit, make_optimizer, prepare_model, resolve_device, seed_everything,
+                     set_threads_from_env)
 
 SMOKE = {"num_epochs": 1, "train_size": 512, "test_size": 1000, "compare_train_size": 256}
 
@@ -168,15 +169,14 @@ def _train(cfg: MnistCNNConfig, rd: results.RunDir, run_cfg: dict[str, Any], pro
     seed_everything(cfg.seed)
     model = create_model(run_cfg["model"], **run_cfg["model_kwargs"])
     num_params = count_params(model)
-    cuda = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    model = prepare_model(model, device)
     prepare_mnist(cfg.data_dir)
     mean, std = cfg.input_norm
     x, y = subset(*load_mnist("train", cfg.data_dir), run_cfg["train_size"], cfg.seed)
     xt, yt = subset(*load_mnist("test", cfg.data_dir), cfg.test_size, cfg.seed)
     train = TensorLoader(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed, mean=mean, std=std,
-                         device=device, channels_last=cuda)
-    test = TensorLoader(xt, yt, 1000, mean=mean, std=std, device=device, channels_last=cuda)
+                         device=device, channels_last=True)
+    test = TensorLoader(xt, yt, 1000, mean=mean, std=std, device=device, channels_last=True)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     history = fit(model, train, test, optimizer, cfg.num_epochs, device, seed=cfg.seed, checkpoint=rd.checkpoint,
                   on_epoch=rd.write_metrics, progress=progress, desc=f"{cfg.paper} {run_cfg['model']}")
