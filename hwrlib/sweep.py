@@ -93,7 +93,7 @@ def plan(notebook: str, grid: dict[str, Any], results_dir: str | None) -> list[d
 
 
 def sweep(notebook: str, grid: dict[str, Any], workers: int = 1, scheduler: str | None = None,
-          results_dir: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+          results_dir: str | None = None, threads: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run every missing point of ``grid``; returns one status dict per point."""
     from distributed import Client, LocalCluster, as_completed
     notebook = str(Path(notebook).resolve())
@@ -103,12 +103,12 @@ def sweep(notebook: str, grid: dict[str, Any], workers: int = 1, scheduler: str 
         return points
     if scheduler:
         client, cluster = Client(scheduler), None
-        threads = 1
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    # each notebook's torch threads: share this machine's cores between the local workers
+    threads = threads or (1 if scheduler else max(1, (os.cpu_count() or 1) // workers))
     try:
         futures = {client.submit(run_point, notebook, p["params"], p["out_dir"], threads, pure=False): p for p in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="point", disable=not progress):
@@ -142,17 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("grid", nargs="?", help="YAML grid; without it, one point with the notebook's defaults")
     ap.add_argument("--workers", type=int, default=1, help="LocalCluster worker processes (default 1)")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler, instead of a LocalCluster")
+    ap.add_argument("--threads", type=int, help="torch threads per point (default: cores / workers; 1 with --scheduler)")
     ap.add_argument("--results-dir", help="results folder passed to every point (default: the notebook's)")
     ap.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
     args = ap.parse_args(argv)
-    if args.workers < 1:
-        ap.error(f"--workers must be >= 1, got {args.workers}")
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        ap.error("--workers and --threads must be >= 1")
     if not Path(args.notebook).exists():
         ap.error(f"notebook {args.notebook} does not exist")
     try:
         grid = load_grid(args.grid)
         points = (plan(str(Path(args.notebook).resolve()), grid, args.results_dir) if args.dry_run else
-                  sweep(args.notebook, grid, args.workers, args.scheduler, args.results_dir))
+                  sweep(args.notebook, grid, args.workers, args.scheduler, args.results_dir, args.threads))
     except (ValueError, FileNotFoundError) as e:
         print(f"hwr-sweep: {e}", file=sys.stderr)
         return 2
