@@ -61,7 +61,7 @@ def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int)
     os.environ["HWR_NUM_THREADS"] = str(threads)  # the kernel inherits it; see train.set_threads_from_env
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".notebook.ipynb.tmp"
+    tmp = out / ".notebook.tmp.ipynb"  # papermill wants the .ipynb suffix
     try:
         pm.execute_notebook(notebook, str(tmp), parameters=params, cwd=str(Path(notebook).parent),
                             progress_bar=False, kernel_name="python3")
