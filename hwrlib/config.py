@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -70,9 +70,6 @@ class ExperimentConfig:
         cfg = cls(**values)
         cfg.validate()
         return cfg
-
-    def replace(self, **changes: Any):
-        return replace(self, **changes)
 
     def validate(self) -> None:
         """Checks that need more than a type; subclasses extend it."""

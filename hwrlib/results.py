@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,3 @@ def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     frames = [pd.read_csv(Path(p) / "metrics.csv").assign(run_id=r) for r, p in zip(runs.run_id, runs.run_path)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-
-def config_dict(cfg: Any) -> dict[str, Any]:
-    """A dataclass config as a flat dict (lists/tuples become lists, for YAML)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

@@ -15,9 +15,6 @@ from typing import Any
 import pandas as pd
 import yaml
 
-VERDICTS = ("reproduced", "not reproduced", "not yet run", "reference", "judged in its notebook")
-
-
 def load_claims(paper: str | None = None) -> list[dict[str, Any]]:
     """The claims of one paper (or all), from the package's claims.yaml."""
     claims = yaml.safe_load((resources.files("hwrlib") / "claims.yaml").read_text())["claims"]

@@ -1,4 +1,6 @@
 """Experiment configs and runners, one per paper, found by the paper's key."""
+from pathlib import Path
+
 from .mnist_cnn import P001Config, P002Config, Run, runs_frame, train_run
 
 CONFIGS = {c.paper: c for c in (P001Config, P002Config)}
@@ -6,7 +8,6 @@ CONFIGS = {c.paper: c for c in (P001Config, P002Config)}
 
 def config_for_notebook(path) -> type:
     """The config class of a notebook, from its name's paper prefix (``002_pytorch_cnn_mnist.ipynb`` -> 002)."""
-    from pathlib import Path
     key = Path(path).name.split("_")[0]
     if key not in CONFIGS:
         raise ValueError(f"no experiment config for notebook {path}; known paper prefixes: {', '.join(sorted(CONFIGS))}")

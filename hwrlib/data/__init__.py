@@ -1,0 +1,5 @@
+"""Datasets of the study. MNIST now; CASIA-HWDB and its synthetic stand-in later."""
+from .idx import IDXError, read_idx, write_idx
+from .mnist import MEAN, STD, TensorLoader, load_mnist, prepare_mnist, subset
+
+__all__ = ["IDXError", "read_idx", "write_idx", "MEAN", "STD", "TensorLoader", "load_mnist", "prepare_mnist", "subset"]
