@@ -7,6 +7,7 @@ run matches.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import operator
 from importlib import resources
@@ -55,6 +56,12 @@ def _model_metric(claim: dict[str, Any]) -> float | None:
     return count_params(model) if claim["metric"] == "num_params" else residual_adds(model)
 
 
+def _judge(claim: dict[str, Any]):
+    """The function named by a curve claim's ``judge: module:function`` (relative to hwrlib)."""
+    module, name = claim["judge"].split(":")
+    return getattr(importlib.import_module(f"hwrlib.{module}"), name)
+
+
 def _metric(runs: pd.DataFrame, metric: str) -> pd.Series:
     if metric == "final_test_error" and "final_test_error" not in runs and "final_test_acc" in runs:
         return 1 - runs["final_test_acc"]
@@ -82,6 +89,8 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] 
         return {**out, "verdict": "reference"}
     if kind == "qualitative":
         return {**out, "verdict": "judged in its notebook"}
+    if kind == "curve":
+        return {**out, **_judge(claim)(runs, claim)}
     if kind == "model":
         value = _model_metric(claim)
         if value is None:
@@ -126,7 +135,9 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, ignore: tuple[str
             continue
         r = evaluate(c, runs, ignore)
         metric = c.get("metric", "")
-        if c["kind"] == "comparison":
+        if c["kind"] == "curve":
+            claimed, measured = c.get("claimed_text", ""), r.get("measured", "")
+        elif c["kind"] == "comparison":
             claimed, measured = "greater", (f"{_fmt(r['mean'], metric)} vs {_fmt(r['than_mean'], metric)}"
                                             if r["n"] else "")
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import platform
 import random
 import time
 from pathlib import Path
@@ -42,6 +43,19 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} asked for, but MPS is not available here; use device='auto' or 'cpu'")
     return dev
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's or CPU's model name, for the record of a run."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:  # platform.processor() is empty on most Linux builds
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:

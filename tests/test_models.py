@@ -34,6 +34,7 @@ EXPECTED = {
     "blog_cnn": conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10),
     "blog_resnet": (conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10)
                     + 2 * conv(32, 32, 3) + 2 * conv(64, 64, 3)),
+    "lenet_variant": conv(1, 6, 5) + conv(6, 12, 5) + linear(12 * 4 * 4, 10),
 }
 
 

@@ -1,9 +1,10 @@
 """Experiment configs and runners, one per paper, found by the paper's key."""
 from pathlib import Path
 
+from .lenet_variant import P003Config
 from .mnist_cnn import P001Config, P002Config, Run, runs_frame, train_run
 
-CONFIGS = {c.paper: c for c in (P001Config, P002Config)}
+CONFIGS = {c.paper: c for c in (P001Config, P002Config, P003Config)}
 
 
 def config_for_notebook(path) -> type:
@@ -14,4 +15,4 @@ def config_for_notebook(path) -> type:
     return CONFIGS[key]
 
 
-__all__ = ["P001Config", "P002Config", "Run", "runs_frame", "train_run", "CONFIGS", "config_for_notebook"]
+__all__ = ["P001Config", "P002Config", "P003Config", "Run", "runs_frame", "train_run", "CONFIGS", "config_for_notebook"]

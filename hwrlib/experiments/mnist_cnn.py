@@ -5,7 +5,6 @@ model is a run of its own in the results store, so sweeps and reruns find and sk
 """
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,7 +16,7 @@ from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data import MEAN, STD, TensorLoader, load_mnist, prepare_mnist, subset
 from ..models import check_model_name, count_params, create_model
-from ..train import (OPTIMIZERS, fit, make_optimizer, prepare_model, resolve_device, seed_everything,
+from ..train import (OPTIMIZERS, device_name, fit, make_optimizer, prepare_model, resolve_device, seed_everything,
                      set_threads_from_env)
 
 SMOKE = {"num_epochs": 1, "train_size": 512, "test_size": 1000, "compare_train_size": 256}
@@ -133,18 +132,6 @@ def runs_frame(runs: list[Run], paper: str) -> pd.DataFrame:
     return pd.DataFrame([{"paper": paper, **r.config, **r.final, "run_path": str(r.path)} for r in runs])
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:  # platform.processor() is empty on most Linux builds
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def train_run(cfg: MnistCNNConfig, model_name: str | None = None, train_size: int | None = None,
               progress: bool = True) -> Run:
     """Train one model under ``cfg``'s protocol, or load it if its run folder is complete.
@@ -186,5 +173,5 @@ def _train(cfg: MnistCNNConfig, rd: results.RunDir, run_cfg: dict[str, Any], pro
         "best_epoch": int(h.epoch[h.test_acc.idxmax()]), "final_test_loss": h.test_loss.iloc[-1],
         "num_params": num_params, "num_train": len(y), "num_test": len(yt),
         "mean_epoch_seconds": h.seconds.mean(), "train_images_per_second": len(y) / h.seconds.mean(),
-        "wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": _device_name(device),
+        "wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
         "num_threads": torch.get_num_threads(), "seed": cfg.seed, **results.environment()})

@@ -1,0 +1,178 @@
+"""Paper 003: the toolbox-faithful sigmoid CNN, its training rule, baselines and curve claims."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hwrlib.baselines import deskew, run_baseline
+from hwrlib.config import ConfigError
+from hwrlib.data import load_mnist, subset
+from hwrlib.experiments import P003Config
+from hwrlib.experiments import lenet_variant_figures as figs
+from hwrlib.experiments.lenet_variant import make_sgd, mse, train_run
+from hwrlib.models import count_params, create_model, layer_table
+from hwrlib.models.lenet_variant import parameter_readings
+from hwrlib.results import RunDir, load_runs
+
+
+@pytest.mark.parametrize("c1,c3", [(2, 8), (6, 12), (10, 16)])
+def test_shapes_and_outputs_follow_the_paper(c1, c3):
+    net = create_model("lenet_variant", c1=c1, c3=c3)
+    shapes = layer_table(net).set_index("layer")["output"]
+    assert shapes["c1"] == (c1, 24, 24) and shapes["s2"] == (c1, 12, 12)
+    assert shapes["c3"] == (c3, 8, 8) and shapes["s4"] == (c3, 4, 4) and shapes["fc"] == (10,)
+    out = net(torch.randn(5, 1, 28, 28))
+    assert ((out > 0) & (out < 1)).all()  # sigmoid on the output too
+
+
+def test_toolbox_initialization():
+    torch.manual_seed(0)
+    net = create_model("lenet_variant", c1=6, c3=12)
+    # cnnsetup.m: fan_in = inputmaps * k^2, fan_out = outputmaps * k^2; ffW: sqrt(6 / (onum + fvnum))
+    bounds = {"c1.weight": math.sqrt(6 / (1 * 25 + 6 * 25)), "c3.weight": math.sqrt(6 / (6 * 25 + 12 * 25)),
+              "fc.weight": math.sqrt(6 / (10 + 192))}
+    for name, p in net.named_parameters():
+        if name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+        else:
+            w = p.detach().abs()
+            assert w.max() <= bounds[name] and w.max() > 0.9 * bounds[name], name
+            assert abs(w.mean().item() - bounds[name] / 2) < 0.15 * bounds[name], name  # uniform: mean |w| = b/2
+
+
+def test_gradient_is_the_toolbox_update_rule():
+    """cnnbp.m: od = (o - y) .* o .* (1 - o); dffW = od * fv' / m; dffb = mean(od)."""
+    torch.manual_seed(1)
+    net = create_model("lenet_variant")
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    out = net(x)
+    mse(out, y).backward()
+    fv = net.s4(torch.sigmoid(net.c3(net.s2(torch.sigmoid(net.c1(x)))))).flatten(1).detach()
+    o, t = out.detach(), torch.nn.functional.one_hot(y, 10).float()
+    od = (o - t) * o * (1 - o)
+    torch.testing.assert_close(net.fc.weight.grad, od.T @ fv / 8)
+    torch.testing.assert_close(net.fc.bias.grad, od.mean(0))
+
+
+def test_weight_decay_applies_to_weights_only():
+    net = create_model("lenet_variant")
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    opt = make_sgd(net, lr=0.5, weight_decay=0.1)
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    for n, p in net.named_parameters():
+        decay = 0 if n.endswith("bias") else 0.1 * before[n]
+        torch.testing.assert_close(p.detach(), before[n] - 0.5 * (1 + decay))  # eq. 16/17, no momentum
+
+
+def test_parameter_readings():
+    table = parameter_readings()
+    named = table[table["reading"] != ""].set_index("reading")["total"]
+    assert named["DeepLearnToolbox (this model)"] == count_params(create_model("lenet_variant")) == 3898
+    assert named["paper eq. 3: one bias per subsampling map"] == count_params(
+        create_model("lenet_variant", subsampling="paper"))
+    hits = parameter_readings(target=3966)
+    # the claimed count needs one C3 bias per kernel pair and no output bias: no regular reading gives it
+    assert len(hits) > 0 and (hits["C3 bias"] == 72).all() and (hits["output bias"] == 0).all()
+    assert (hits["reading"] == "").all()
+
+
+@pytest.mark.parametrize("params,name", [
+    ({"batch_size": 64}, "batch_size"), ({"c1": 0}, "c1"), ({"lr": 0}, "lr"), ({"subsampling": "max"}, "subsampling"),
+    ({"weight_decay": -1.0}, "weight_decay"), ({"train_size": 70_000}, "train_size"), ({"folds": 1}, "folds"),
+])
+def test_bad_parameters_are_named(params, name, monkeypatch):
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    with pytest.raises(ConfigError) as e:
+        P003Config.from_params(**params)
+    assert e.value.name == name
+
+
+def test_deskew_straightens_a_slanted_stroke():
+    img = torch.zeros(1, 28, 28)
+    for r in range(4, 24):  # a bar leaning right by 0.5 px per row upwards, off-centre
+        c = 10 + (24 - r) // 2
+        img[0, r, c:c + 3] = 255
+    out = deskew(img)[0]
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    m = out.sum()
+    cy, cx = (out * ys).sum() / m, (out * xs).sum() / m
+    cov = (out * (ys - cy) * (xs - cx)).sum() / m
+    assert abs(cov) < 0.5 and abs(cx - 13.5) < 0.5 and abs(cy - 13.5) < 0.5
+
+
+def test_deskew_reduces_slant_on_mnist(mnist_ready):
+    x, _ = load_mnist("test")
+    x = x[:500].float()
+
+    def slant(imgs):
+        ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+        m = imgs.sum((1, 2))
+        cy, cx = (imgs * ys).sum((1, 2)) / m, (imgs * xs).sum((1, 2)) / m
+        var = (imgs * (ys - cy.view(-1, 1, 1)) ** 2).sum((1, 2)) / m
+        return ((imgs * (ys - cy.view(-1, 1, 1)) * (xs - cx.view(-1, 1, 1))).sum((1, 2)) / m / var).abs()
+    assert slant(deskew(x)).mean() < 0.2 * slant(x).mean()
+
+
+def test_baselines_on_real_mnist(mnist_ready):
+    train = subset(*load_mnist("train"), 600, 0)
+    test = subset(*load_mnist("test"), 200, 0)
+    one = run_baseline("knn1", train, test)
+    # 1-NN by brute force, independently of scikit-learn
+    a, b = train[0].reshape(600, -1).double() / 255, test[0].reshape(200, -1).double() / 255
+    nearest = torch.cdist(b, a).argmin(1)
+    assert one["test_acc"] == pytest.approx((train[1][nearest] == test[1]).double().mean().item())
+    knn = run_baseline("knn", train, test, grid={"n_neighbors": [1, 3, 5]}, folds=2)
+    assert knn["best_params"]["n_neighbors"] in (1, 3, 5) and len(knn["cv_results"]) == 3
+    svm = run_baseline("svm_deskew", train, test, grid={"C": [10], "gamma": [0.03]})
+    assert svm["best_params"] == {"C": 10, "gamma": 0.03} and "cv_results" not in svm
+    assert svm["test_acc"] > 0.8 and one["test_acc"] > 0.7
+
+
+def test_cnn_learns_and_is_reproducible(mnist_ready, results_tmp, one_thread):
+    # sigmoid + MSE sits near chance for a few hundred updates before it learns (so does the toolbox)
+    params = dict(profile="quick", num_epochs=6, batch_size=10, train_size=1000, test_size=500, eval_every=100,
+                  baselines=False)
+    run = train_run(P003Config.from_params(**params), progress=False)
+    h = run.history
+    assert h["iteration"].tolist() == list(range(0, 6 * 100 + 1, 100))
+    assert h["test_acc"].iloc[-1] > 0.5 > h["test_acc"].iloc[0] and h["train_mse"].iloc[-1] < h["train_mse"].iloc[1]
+    again = train_run(P003Config.from_params(**params, results_dir=str(results_tmp / "again")), progress=False)
+    cols = ["train_mse", "train_acc", "test_mse", "test_acc"]
+    assert again.history[cols].equals(h[cols])
+
+
+def _fake_run(root, setting: dict, seed: int, curve: list[float]) -> None:
+    """A finished 003 run whose test accuracy follows ``curve`` (one value per epoch)."""
+    cfg = {**figs.DEFAULTS, **setting, "seed": seed, "profile": "paper"}
+    rd = RunDir("003", cfg, root)
+    rd.write_config()
+    rd.write_metrics([{"iteration": 10 * i, "epoch": i, "samples": 500 * i, "test_acc": a, "test_error": 1 - a,
+                       "train_acc": a, "train_mse_smoothed": 1 - a} for i, a in enumerate(curve)])
+    rd.write_final({"final_test_acc": curve[-1]})
+
+
+def test_curve_claims_are_judged_from_the_metrics(tmp_path):
+    ramp = lambda speed: [min(0.99, 0.1 + speed * i) for i in range(40)]  # noqa: E731
+    for order, root in (((50, 100, 200), tmp_path / "as_claimed"), ((200, 100, 50), tmp_path / "reversed")):
+        for seed in (0, 1):
+            for b, speed in zip(order, (0.05, 0.03, 0.02)):  # the first of `order` learns fastest, ends best
+                _fake_run(root, {"batch_size": b}, seed, ramp(speed)[:-1] + [0.9 + speed])
+    runs = load_runs(tmp_path / "as_claimed")
+    verdict = figs.judge_small_batch(runs, {})
+    assert verdict["verdict"] == "reproduced" and verdict["n"] == 6 and "epochs to 90 %" in verdict["measured"]
+    assert figs.judge_over_90(runs, {})["verdict"] == "reproduced"  # batch 50 is at 99 % by epoch 30
+    assert figs.judge_small_batch(load_runs(tmp_path / "reversed"), {})["verdict"] == "not reproduced"
+    assert figs.judge_over_90(load_runs(tmp_path / "reversed"), {})["verdict"] == "not reproduced"  # 50 is slowest
+    assert figs.judge_lr2_oscillates(runs, {})["verdict"] == "not yet run"
+
+
+def test_oscillation_measures_late_jitter():
+    h = pd.DataFrame({"run_id": ["a"] * 4 + ["b"] * 4, "epoch": [0, 1, 2, 3] * 2,
+                      "test_error": [0.5, 0.1, 0.1, 0.1, 0.5, 0.1, 0.3, 0.1]})
+    osc = figs.oscillation(h)
+    assert osc["a"] == 0 and osc["b"] == pytest.approx(20.0)
+    assert np.isinf(figs.first_reaching(h.assign(test_acc=1 - h.test_error), 0.95, "epoch")).all()
