@@ -5,7 +5,9 @@ SWEEP := .venv/bin/hwr-sweep
 WORKERS ?= 1
 REPORT := results/report
 
-.PHONY: install data reproduce test bench paper clean
+NB003 := notebooks/003_lenet_variant_mnist.ipynb
+
+.PHONY: install data reproduce test bench paper study-003 context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
@@ -24,6 +26,7 @@ data: install
 reproduce: data
 	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_quick.yaml --workers $(WORKERS)
 	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_quick.yaml --workers $(WORKERS)
+	$(SWEEP) $(NB003) sweeps/003_quick.yaml --workers $(WORKERS)
 	$(MAKE) --no-print-directory report
 
 report: install
@@ -42,6 +45,15 @@ test: data
 	$(PY) -m pytest tests -q
 	tmp=$$(mktemp -d) && HWR_PROFILE=smoke HWR_RESULTS_DIR=$$tmp $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks; \
 	  status=$$?; rm -rf $$tmp; exit $$status
+
+# 003: Table 1 over 5 subsets, then the three grids of Fig. 4-7 as one sweep (their shared point runs once)
+study-003: data
+	$(SWEEP) $(NB003) sweeps/003_table1.yaml --workers 2
+	$(SWEEP) $(NB003) sweeps/003_batch_size.yaml sweeps/003_filters.yaml sweeps/003_lr.yaml --workers 2
+
+# 003 on all of MNIST, as context for Table 1 (about ... on 2 cores)
+context-003: data
+	$(SWEEP) $(NB003) sweeps/003_context.yaml --workers 1
 
 bench: data
 	$(PY) bench/bench_mnist.py

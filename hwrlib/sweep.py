@@ -1,19 +1,23 @@
 """hwr-sweep: run a notebook over a YAML grid of parameters with papermill, on Dask.
 
     hwr-sweep notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_seeds.yaml --workers 2
-    hwr-sweep NOTEBOOK GRID --scheduler tcp://10.0.0.5:8786    # an existing Dask cluster
+    hwr-sweep NOTEBOOK GRID [GRID ...] --scheduler tcp://10.0.0.5:8786    # an existing Dask cluster
 
-The grid is a YAML mapping of notebook parameters. A list expands into one point per
+A grid is a YAML mapping of notebook parameters. A list expands into one point per
 element (cartesian product over all lists); ``seeds: [0, 1, 2]`` sets ``seed``. For a
 parameter that is itself a list (``compare_models``) a plain list is one value and a
-list of lists expands. A point whose every run folder is complete is skipped, so an
-interrupted sweep restarted runs only what is missing. The executed notebook lands in
-the folder of the point's main run. Exit status is 1 if any point failed.
+list of lists expands. ``cases:`` takes a list of mappings whose values go together
+(``cases: [{c1: 2, c3: 8}, {c1: 6, c3: 12}]``): one axis of the product. Several grids
+run as one sweep, a point they share only once. A point whose every run folder is
+complete is skipped, so an interrupted sweep restarted runs only what is missing. The
+executed notebook lands in the folder of the point's main run. Exit status is 1 if any
+point failed.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import os
 import sys
@@ -34,6 +38,9 @@ def load_grid(path: str | os.PathLike | None) -> dict[str, Any]:
     grid = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(grid, dict):
         raise ValueError(f"{path}: a grid must be a YAML mapping of parameter: value or [values]")
+    cases = grid.get("cases", [{}])
+    if not (isinstance(cases, list) and cases and all(isinstance(c, dict) for c in cases)):
+        raise ValueError(f"{path}: 'cases' must be a non-empty list of mappings, e.g. [{{c1: 2, c3: 8}}]")
     if "seeds" in grid:
         if "seed" in grid:
             raise ValueError(f"{path}: give 'seeds' or 'seed', not both")
@@ -47,12 +54,18 @@ def expand_grid(grid: dict[str, Any], config_cls: type) -> list[dict[str, Any]]:
     known = {f.name for f in fields(config_cls)}
     axes = []
     for key, value in grid.items():
-        if key not in known:
-            raise ValueError(f"grid parameter {key!r} is not a parameter of this notebook; known: {', '.join(sorted(known))}")
+        names = [k for case in value for k in case] if key == "cases" else [key]
+        unknown = [k for k in names if k not in known]
+        if unknown:
+            raise ValueError(f"grid parameter {unknown[0]!r} is not a parameter of this notebook; "
+                             f"known: {', '.join(sorted(known))}")
+        if key == "cases":  # values that go together: one axis whose elements set several parameters
+            axes.append([tuple(case.items()) for case in value])
+            continue
         list_typed = (typing.get_origin(hints[key]) or hints[key]) is list
         expand = isinstance(value, list) and (not list_typed or (value and all(isinstance(v, list) for v in value)))
-        axes.append([(key, v) for v in value] if expand else [(key, value)])
-    return [dict(combo) for combo in itertools.product(*axes)]
+        axes.append([((key, v),) for v in value] if expand else [((key, value),)])
+    return [dict(kv for part in combo for kv in part) for combo in itertools.product(*axes)]
 
 
 def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
@@ -74,27 +87,34 @@ def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int)
     return {"status": "done", "notebook": str(out / "notebook.ipynb")}
 
 
-def plan(notebook: str, grid: dict[str, Any], results_dir: str | None) -> list[dict[str, Any]]:
-    """Every point with its run folders and whether it is already complete (or invalid)."""
+def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None) -> list[dict[str, Any]]:
+    """Every point of the grids with whether it is complete (or invalid).
+
+    A point that several grids hold (the same run folders, however its parameters are spelled) is planned once.
+    """
     config_cls = config_for_notebook(notebook)
-    points = []
-    for params in expand_grid(grid, config_cls):
+    points, seen = [], set()
+    for params in (p for g in ([grids] if isinstance(grids, dict) else grids) for p in expand_grid(g, config_cls)):
         if results_dir:
             params = {**params, "results_dir": results_dir}
         item: dict[str, Any] = {"params": params}
         try:
             dirs = config_cls.from_params(**params).run_dirs()
+            key = tuple(str(d.path) for d in dirs)
             item["out_dir"] = str(dirs[0].path)
             item["status"] = "skipped" if all(d.is_complete() for d in dirs) else "todo"
         except ValueError as e:  # an impossible point: report it, run the others
+            key = json.dumps(params, sort_keys=True, default=str)
             item.update(status="failed", error=str(e))
-        points.append(item)
+        if key not in seen:
+            seen.add(key)
+            points.append(item)
     return points
 
 
-def sweep(notebook: str, grid: dict[str, Any], workers: int = 1, scheduler: str | None = None,
+def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: int = 1, scheduler: str | None = None,
           results_dir: str | None = None, threads: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every missing point of ``grid``; returns one status dict per point."""
+    """Run every missing point of ``grid`` (one grid or a list); returns one status dict per point."""
     from distributed import Client, LocalCluster, as_completed
     notebook = str(Path(notebook).resolve())
     points = plan(notebook, grid, results_dir)
@@ -139,7 +159,7 @@ def _report(points: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hwr-sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("notebook", help="the paper notebook to run, e.g. notebooks/002_pytorch_cnn_mnist.ipynb")
-    ap.add_argument("grid", nargs="?", help="YAML grid; without it, one point with the notebook's defaults")
+    ap.add_argument("grid", nargs="*", help="YAML grids, run as one sweep; none: one point with the notebook's defaults")
     ap.add_argument("--workers", type=int, default=1, help="LocalCluster worker processes (default 1)")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler, instead of a LocalCluster")
     ap.add_argument("--threads", type=int, help="torch threads per point (default: cores / workers; 1 with --scheduler)")
@@ -151,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.notebook).exists():
         ap.error(f"notebook {args.notebook} does not exist")
     try:
-        grid = load_grid(args.grid)
+        grid = [load_grid(g) for g in args.grid] or [{}]
         points = (plan(str(Path(args.notebook).resolve()), grid, args.results_dir) if args.dry_run else
                   sweep(args.notebook, grid, args.workers, args.scheduler, args.results_dir, args.threads))
     except (ValueError, FileNotFoundError) as e:

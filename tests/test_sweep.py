@@ -3,10 +3,11 @@ from pathlib import Path
 import pytest
 
 from hwrlib import sweep
-from hwrlib.experiments import P002Config
+from hwrlib.experiments import P002Config, P003Config
 from hwrlib.results import load_runs
 
 NOTEBOOK = str(Path(__file__).parents[1] / "notebooks" / "002_pytorch_cnn_mnist.ipynb")
+NOTEBOOK_003 = str(Path(__file__).parents[1] / "notebooks" / "003_lenet_variant_mnist.ipynb")
 
 
 def test_expand_grid_cartesian_and_list_parameters(tmp_path):
@@ -21,6 +22,21 @@ def test_expand_grid_cartesian_and_list_parameters(tmp_path):
     assert [p["compare_models"] for p in lists] == [["lenet5"], []]
     with pytest.raises(ValueError, match="'epochs' is not a parameter"):
         sweep.expand_grid({"epochs": [1, 2]}, P002Config)
+
+
+def test_cases_go_together_and_grids_share_points(tmp_path):
+    (tmp_path / "f.yaml").write_text("cases: [{c1: 2, c3: 8}, {c1: 6, c3: 12}]\nseeds: [0, 1]\n")
+    (tmp_path / "b.yaml").write_text("batch_size: [50, 100]\nseeds: [0, 1]\n")
+    points = sweep.expand_grid(sweep.load_grid(tmp_path / "f.yaml"), P003Config)
+    assert [(p["c1"], p["c3"], p["seed"]) for p in points] == [(2, 8, 0), (2, 8, 1), (6, 12, 0), (6, 12, 1)]
+    # the default point (6-12, batch 50) is in both grids: planned once
+    planned = sweep.plan(NOTEBOOK_003, [sweep.load_grid(tmp_path / f) for f in ("f.yaml", "b.yaml")], str(tmp_path))
+    assert len(planned) == 6 and len({p["out_dir"] for p in planned}) == 6
+    (tmp_path / "bad.yaml").write_text("cases: {c1: 2}\n")
+    with pytest.raises(ValueError, match="'cases' must be a non-empty list"):
+        sweep.load_grid(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="'c2' is not a parameter"):
+        sweep.expand_grid({"cases": [{"c2": 1}]}, P003Config)
 
 
 def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, tmp_path, capsys):
@@ -38,13 +54,14 @@ def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, 
     assert "0 done, 2 skipped, 0 failed" in capsys.readouterr().out
 
     # a point that fails inside the notebook is reported with its error; the other point still runs
-    grid.write_text("compare_models: []\nseed: 5\ndevice: [cuda, cpu]\n")
+    # (device is not part of a run's identity: the two points differ in seed too, or they would be one run)
+    grid.write_text("compare_models: []\ncases: [{seed: 5, device: cuda}, {seed: 6, device: cpu}]\n")
     if __import__("torch").cuda.is_available():
         pytest.skip("cuda exists here: the failing point would succeed")
     assert sweep.main([NOTEBOOK, str(grid), "--workers", "2"]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "CUDA is not available" in out and "1 done, 0 skipped, 1 failed" in out
-    assert 5 in set(load_runs()["seed"])
+    assert 6 in set(load_runs()["seed"]) and 5 not in set(load_runs()["seed"])
 
 
 def test_invalid_point_is_reported_without_running(results_tmp, tmp_path, capsys):
