@@ -13,7 +13,9 @@ import io
 import os
 import platform
 import random
+import math
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -137,25 +139,84 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F
     return {"loss": loss_sum / seen, "acc": correct / seen}
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict]) -> None:
+@dataclass
+class Plateau:
+    """Keras' ``ReduceLROnPlateau(factor, patience)`` + ``EarlyStopping(patience, restore_best_weights=True)``.
+
+    Both watch the validation loss; an epoch improves when its loss is below the best so far. After
+    ``lr_patience`` epochs without improvement the learning rate is multiplied by ``factor`` and that count
+    starts again; after ``stop_patience`` epochs without improvement training stops. At the end the model
+    gets the weights of its best epoch back. Everything here goes into the checkpoint, so a resumed run
+    takes the same decisions as an uninterrupted one.
+    """
+    lr_patience: int = 2
+    stop_patience: int = 6
+    factor: float = 0.5
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    since_best: int = 0    # epochs since the best one (early stopping)
+    since_cut: int = 0     # epochs without improvement since the last lr cut (plateau)
+    stopped: bool = False
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.lr_patience < 1 or self.stop_patience < 1:
+            raise ValueError(f"lr_patience and stop_patience must be >= 1, got {self.lr_patience}, "
+                             f"{self.stop_patience}")
+        if not 0 < self.factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {self.factor}")
+
+    def step(self, val_loss: float, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """After epoch ``epoch`` (1-based): keep the best weights, cut the lr or stop."""
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.since_best, self.since_cut = val_loss, epoch, 0, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return
+        self.since_best += 1
+        self.since_cut += 1
+        if self.since_cut >= self.lr_patience:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.factor
+            self.since_cut = 0
+        self.stopped = self.since_best >= self.stop_patience
+
+    def restore_best(self, model: nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
+                     plateau: Plateau | None = None) -> None:
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history}, buf)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+                "plateau": plateau.state_dict() if plateau else None}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def fit(model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Optimizer, num_epochs: int,
         device: torch.device, seed: int = 0, loss_fn: LossFn = F.cross_entropy,
         checkpoint: str | os.PathLike | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
-        progress: bool = True, desc: str = "") -> list[dict[str, Any]]:
+        progress: bool = True, desc: str = "", val_loader=None, plateau: Plateau | None = None) -> list[dict[str, Any]]:
     """Train ``model`` for ``num_epochs``; return the per-epoch history.
 
-    Each history row: epoch, train_loss, train_acc, test_loss, test_acc, lr, seconds (training
-    wall time of the epoch, evaluation excluded). If ``checkpoint`` exists, training resumes
-    after its last epoch; it is rewritten after every epoch. ``on_epoch(history)`` is called
-    after each epoch (the results store writes metrics.csv there).
+    Each history row: epoch, train_loss, train_acc, [val_loss, val_acc,] test_loss, test_acc, lr (the
+    epoch's), seconds (training wall time of the epoch, evaluation excluded). If ``checkpoint`` exists,
+    training resumes after its last epoch; it is rewritten after every epoch. ``on_epoch(history)`` is
+    called after each epoch (the results store writes metrics.csv there). With ``plateau`` (which needs
+    ``val_loader``) the validation loss cuts the lr, stops training early, and the model ends with the
+    weights of its best validation epoch.
     """
     if num_epochs < 1:
         raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+    if plateau is not None and val_loader is None:
+        raise ValueError("plateau watches the validation loss: pass val_loader too")
     history: list[dict[str, Any]] = []
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
@@ -163,11 +224,15 @@ def fit(model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Opti
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
+        if plateau is not None and state.get("plateau"):
+            plateau.load_state_dict(state["plateau"])
     # one bar per run, over batches of all epochs: a single readable line in a notebook
     steps = len(train_loader)
     bar = tqdm(total=num_epochs * steps, initial=len(history) * steps, desc=desc or "train", unit="batch",
                disable=not progress, mininterval=5, dynamic_ncols=True)
     for epoch in range(len(history), num_epochs):
+        if plateau is not None and plateau.stopped:
+            break
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and the like: replayable per epoch
         train_loader.set_epoch(epoch)
         t0 = time.perf_counter()
@@ -175,14 +240,20 @@ def fit(model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Opti
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
+        val = evaluate(model, val_loader, device, loss_fn) if val_loader is not None else None
         test = evaluate(model, test_loader, device, loss_fn)
-        history.append({"epoch": epoch + 1, **row, "test_loss": test["loss"], "test_acc": test["acc"],
+        history.append({"epoch": epoch + 1, **row, **({"val_loss": val["loss"], "val_acc": val["acc"]} if val else {}),
+                        "test_loss": test["loss"], "test_acc": test["acc"],
                         "lr": optimizer.param_groups[0]["lr"], "seconds": seconds})
+        if plateau is not None:
+            plateau.step(val["loss"], epoch + 1, model, optimizer)
         bar.set_postfix(epoch=f"{epoch + 1}/{num_epochs}", loss=f"{row['train_loss']:.4f}",
                         test_acc=f"{test['acc']:.4f}")
         if ckpt:
-            _save_checkpoint(ckpt, model, optimizer, history)
+            _save_checkpoint(ckpt, model, optimizer, history, plateau)
         if on_epoch:
             on_epoch(history)
     bar.close()
+    if plateau is not None:
+        plateau.restore_best(model)
     return history

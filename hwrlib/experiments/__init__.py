@@ -1,10 +1,11 @@
 """Experiment configs and runners, one per paper, found by the paper's key."""
 from pathlib import Path
 
+from .alexnet_ir import P004Config
 from .lenet_variant import P003Config
 from .mnist_cnn import P001Config, P002Config, Run, runs_frame, train_run
 
-CONFIGS = {c.paper: c for c in (P001Config, P002Config, P003Config)}
+CONFIGS = {c.paper: c for c in (P001Config, P002Config, P003Config, P004Config)}
 
 
 def config_for_notebook(path) -> type:
@@ -15,4 +16,4 @@ def config_for_notebook(path) -> type:
     return CONFIGS[key]
 
 
-__all__ = ["P001Config", "P002Config", "P003Config", "Run", "runs_frame", "train_run", "CONFIGS", "config_for_notebook"]
+__all__ = ["P001Config", "P002Config", "P003Config", "P004Config", "Run", "runs_frame", "train_run", "CONFIGS", "config_for_notebook"]
