@@ -6,6 +6,7 @@ WORKERS ?= 1
 REPORT := results/report
 
 NB003 := notebooks/003_lenet_variant_mnist.ipynb
+NB004 := notebooks/004_alexnet_ir_mnist.ipynb
 
 .PHONY: install data reproduce test bench paper study-003 context-003 clean
 
@@ -27,6 +28,7 @@ reproduce: data
 	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_quick.yaml --workers $(WORKERS)
 	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_quick.yaml --workers $(WORKERS)
 	$(SWEEP) $(NB003) sweeps/003_quick.yaml --workers $(WORKERS)
+	$(SWEEP) $(NB004) sweeps/004_quick.yaml --workers $(WORKERS)
 	$(MAKE) --no-print-directory report
 
 report: install
@@ -39,6 +41,7 @@ report: install
 paper: data
 	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml --workers $(WORKERS)
 	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml --workers $(WORKERS)
+	$(SWEEP) $(NB004) sweeps/004_paper.yaml --workers $(WORKERS)
 
 # unit tests, then every notebook through nbval in the smoke profile (results in a temp dir)
 test: data
@@ -57,6 +60,7 @@ context-003: data
 
 bench: data
 	$(PY) bench/bench_mnist.py
+	$(PY) bench/bench_004.py
 
 clean:
 	rm -rf $(REPORT) results/runs/*/smoke-* results/runs/*/quick-*

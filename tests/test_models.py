@@ -26,6 +26,18 @@ def resnet18_params(classes=10):
     return total + linear(512, classes)
 
 
+def conv_bn(c_in, c_out, kh, kw=None):
+    """A bias-free conv followed by BN (weight and bias per map)."""
+    return c_in * c_out * kh * (kw or kh) + 2 * c_out
+
+
+def alexnet_ir_params(mixed=32, classes=10):
+    stages = conv_bn(1, 32, 3) + conv_bn(32, 32, 3) + conv_bn(32, 128, 3) + conv_bn(128, 128, 3)
+    block = (2 * conv_bn(128, mixed, 1) + conv_bn(mixed, mixed, 1, 3) + conv_bn(mixed, mixed, 3, 1)
+             + conv_bn(2 * mixed, 128, 1))
+    return stages + block + conv_bn(128, 256, 3) + linear(256, 1024) + linear(1024, classes)
+
+
 # parameter counts from each architecture's own description, layer by layer
 EXPECTED = {
     "pytorch_cnn": conv(1, 64, 5) + conv(64, 64, 3) + conv(64, 20, 3) + linear(2000, 10),
@@ -35,6 +47,10 @@ EXPECTED = {
     "blog_resnet": (conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10)
                     + 2 * conv(32, 32, 3) + 2 * conv(64, 64, 3)),
     "lenet_variant": conv(1, 6, 5) + conv(6, 12, 5) + linear(12 * 4 * 4, 10),
+    # 004: conv3-conv5 on 3x3 maps, the last pool leaves 1x1x256 for the FC layers
+    "alexnet_mod": (conv(1, 96, 5) + conv(96, 256, 5) + conv(256, 384, 3) + conv(384, 384, 3) + conv(384, 256, 3)
+                    + linear(256, 4096) + linear(4096, 4096) + linear(4096, 10)),
+    "alexnet_ir": alexnet_ir_params(),
 }
 
 
@@ -84,3 +100,4 @@ def test_skip_connections_found_by_tracing():
     assert residual_adds(create_model("blog_cnn")) == 0  # the blog's published code
     assert residual_adds(create_model("blog_resnet")) == 2
     assert residual_adds(create_model("resnet18")) == 8
+    assert residual_adds(create_model("alexnet_ir")) == 1 and residual_adds(create_model("alexnet_mod")) == 0
