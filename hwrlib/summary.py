@@ -141,7 +141,8 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, ignore: tuple[str
             claimed, measured = "greater", (f"{_fmt(r['mean'], metric)} vs {_fmt(r['than_mean'], metric)}"
                                             if r["n"] else "")
         else:
-            claimed = _fmt(c["claimed"], metric) if "claimed" in c else ""
+            # a ratio is a plain number whatever its metric (a parameter ratio is not a count)
+            claimed = _fmt(c["claimed"], metric if c["kind"] != "ratio" else "") if "claimed" in c else ""
             measured = _fmt(r["mean"], metric if c["kind"] != "ratio" else "")
             if r["n"] > 1 and c["kind"] == "metric":
                 measured += f" ± {_fmt(r['std'], metric)}"

@@ -171,6 +171,11 @@ def test_summary_section_from_records(tmp_path, capsys):
     r = figs.ratios(runs).set_index("quantity")
     assert r.loc["seconds per 50,000-image epoch", "measured ratio"] == pytest.approx(0.2)
     assert r.loc["parameters", "measured ratio"] == pytest.approx(786_346 / 21_589_706, abs=1e-3)
+    # Fig. 4: the improved runs have the lower loss and the higher accuracy at both epochs
+    assert figs.judge_loss_lower(runs, {})["verdict"] == "reproduced"
+    acc = figs.judge_accuracy_higher(runs, {})
+    assert acc["verdict"] == "reproduced" and acc["n"] == 4 and "epoch 2: 99.7 % vs 99.3 %" in acc["measured"]
+    assert figs.judge_accuracy_higher(runs[runs["model"] == "alexnet_ir"], {})["verdict"] == "not yet run"
     h = figs.curves(runs)
     assert len(h) == 8 and set(h["label"]) == {figs.LABELS["alexnet_ir"], figs.LABELS["alexnet_mod"]}
     figs.summary_004(runs)

@@ -12,6 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..results import load_metrics
 from ..summary import claims_table, load_claims, style_verdicts
+from .lenet_variant_figures import _result
 
 # model -> (Table 2 row, claim id of its accuracy)
 METHODS = {"alexnet_ir": ("improved model (this paper)", "004.improved.accuracy"),
@@ -45,6 +46,38 @@ def fig4(h: pd.DataFrame, title: str = ""):
     ax2.set(xlabel="epoch (pass over the training images)", ylabel="test accuracy (%)", title="(b) test accuracy")
     fig.suptitle(title or "Fig. 4 rebuilt")
     return fig
+
+
+# ---- the Fig. 4 claims: each judge returns measured text, n and a verdict -------------------------------
+
+def _by_epoch(runs: pd.DataFrame, column: str) -> tuple[pd.DataFrame, int]:
+    """Mean of ``column`` per epoch (rows) and model (columns), over the epochs both 004 models ran."""
+    if runs.empty or "model" not in runs:
+        return pd.DataFrame(), 0
+    sel = runs[(runs["paper"] == "004") & runs["model"].isin(["alexnet_ir", "alexnet_mod"])]
+    if sel["model"].nunique() < 2:
+        return pd.DataFrame(), 0
+    return curves(sel).pivot_table(index="epoch", columns="model", values=column).dropna(), len(sel)
+
+
+def _judge(runs: pd.DataFrame, column: str, better, unit: str, scale: float) -> dict:
+    m, n = _by_epoch(runs, column)
+    if m.empty:
+        return _result("", 0, None)
+    ir, mod = m["alexnet_ir"] * scale, m["alexnet_mod"] * scale
+    text = f"improved vs AlexNet over epochs 1-{len(m)}: " + ", ".join(
+        f"epoch {e}: {a:.3g}{unit} vs {b:.3g}{unit}" for e, a, b in zip(m.index, ir, mod) if e in (1, m.index.max()))
+    return _result(text, n, bool(better(ir, mod).all()))
+
+
+def judge_loss_lower(runs: pd.DataFrame, claim: dict) -> dict:
+    """Fig. 4(a): the improved model's mean training loss is below AlexNet's at every epoch both ran."""
+    return _judge(runs, "train_loss", lambda a, b: a < b, "", 1.0)
+
+
+def judge_accuracy_higher(runs: pd.DataFrame, claim: dict) -> dict:
+    """Fig. 4(b): the improved model's mean test accuracy is above AlexNet's at every epoch both ran."""
+    return _judge(runs, "test_acc", lambda a, b: a > b, " %", 100.0)
 
 
 def _mean_sd(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
