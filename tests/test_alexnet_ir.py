@@ -14,7 +14,7 @@ from hwrlib.experiments import alexnet_ir_figures as figs
 from hwrlib.experiments.alexnet_ir import train_run
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.results import load_runs
-from hwrlib.train import Plateau, evaluate, fit, make_optimizer
+from hwrlib.train import Plateau, fit, make_optimizer
 
 matplotlib.use("Agg")
 

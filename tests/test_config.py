@@ -5,7 +5,7 @@ from hwrlib.experiments import P001Config, P002Config
 
 
 @pytest.mark.parametrize("params,name,fragment", [
-    ({"model": "nope"}, "model", "known models: blog_cnn"),
+    ({"model": "nope"}, "model", "known models: .*blog_cnn"),
     ({"batch_size": 0}, "batch_size", ">= 1"),
     ({"lr": -1}, "lr", "> 0"),
     ({"lr": "fast"}, "lr", "expected float"),

@@ -21,11 +21,10 @@ import torch
 from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data import TensorLoader, load_mnist, prepare_mnist, subset
-from ..models import check_model_name, count_params, create_model
+from ..models import check_model_name
 from ..models.alexnet_ir import CONV3_PADDING
-from ..train import (Plateau, device_name, fit, make_optimizer, prepare_model, resolve_device, seed_everything,
-                     set_threads_from_env)
-from .mnist_cnn import Run
+from ..train import Plateau, fit, make_optimizer
+from .mnist_cnn import Run, machine_record, start_run
 
 SPLIT_SIZES = {"train_size": 50_000, "val_size": 10_000, "test_size": 10_000}
 
@@ -130,13 +129,7 @@ def train_run(cfg: P004Config, model_name: str | None = None, progress: bool = T
 
 def _train(cfg: P004Config, rd: results.RunDir, run_cfg: dict[str, Any], progress: bool) -> None:
     t0 = time.perf_counter()
-    set_threads_from_env()
-    device = resolve_device(cfg.device)
-    rd.write_config()
-    seed_everything(cfg.seed)
-    model = create_model(run_cfg["model"], **run_cfg["model_kwargs"])
-    num_params = count_params(model)
-    model = prepare_model(model, device)
+    device, model, num_params = start_run(cfg, rd, run_cfg)
     data = loaders(cfg, device)
     optimizer = make_optimizer("adam", model.parameters(), cfg.lr)
     plateau = Plateau(cfg.lr_patience, cfg.early_stop_patience, cfg.lr_factor)
@@ -154,5 +147,4 @@ def _train(cfg: P004Config, rd: results.RunDir, run_cfg: dict[str, Any], progres
         "final_lr": optimizer.param_groups[0]["lr"], "num_params": num_params, "num_train": num_train,
         "num_val": len(data["val"].labels), "num_test": len(data["test"].labels),
         "mean_epoch_seconds": h.seconds.mean(), "train_images_per_second": num_train / h.seconds.mean(),
-        "wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
-        "num_threads": torch.get_num_threads(), "seed": cfg.seed, **results.environment()})
+        **machine_record(t0, device, cfg.seed)})

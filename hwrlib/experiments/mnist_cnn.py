@@ -148,15 +148,27 @@ def train_run(cfg: MnistCNNConfig, model_name: str | None = None, train_size: in
     return Run(rd.path, run_cfg, rd.read_metrics(), rd.read_final())
 
 
-def _train(cfg: MnistCNNConfig, rd: results.RunDir, run_cfg: dict[str, Any], progress: bool) -> None:
-    t0 = time.perf_counter()
+def start_run(cfg: ExperimentConfig, rd: results.RunDir,
+              run_cfg: dict[str, Any]) -> tuple[torch.device, torch.nn.Module, int]:
+    """Threads, device, config.yaml and seeds of a run, then its model on the device and its parameter count."""
     set_threads_from_env()
     device = resolve_device(cfg.device)
     rd.write_config()
     seed_everything(cfg.seed)
     model = create_model(run_cfg["model"], **run_cfg["model_kwargs"])
-    num_params = count_params(model)
-    model = prepare_model(model, device)
+    num_params = count_params(model)  # before prepare_model: the count of the model as built
+    return device, prepare_model(model, device), num_params
+
+
+def machine_record(t0: float, device: torch.device, seed: int) -> dict[str, Any]:
+    """The fields of final.json that say where and with what a run ran (``t0``: its perf_counter start)."""
+    return {"wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
+            "num_threads": torch.get_num_threads(), "seed": seed, **results.environment()}
+
+
+def _train(cfg: MnistCNNConfig, rd: results.RunDir, run_cfg: dict[str, Any], progress: bool) -> None:
+    t0 = time.perf_counter()
+    device, model, num_params = start_run(cfg, rd, run_cfg)
     prepare_mnist(cfg.data_dir)
     mean, std = cfg.input_norm
     x, y = subset(*load_mnist("train", cfg.data_dir), run_cfg["train_size"], cfg.seed)
@@ -173,5 +185,4 @@ def _train(cfg: MnistCNNConfig, rd: results.RunDir, run_cfg: dict[str, Any], pro
         "best_epoch": int(h.epoch[h.test_acc.idxmax()]), "final_test_loss": h.test_loss.iloc[-1],
         "num_params": num_params, "num_train": len(y), "num_test": len(yt),
         "mean_epoch_seconds": h.seconds.mean(), "train_images_per_second": len(y) / h.seconds.mean(),
-        "wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
-        "num_threads": torch.get_num_threads(), "seed": cfg.seed, **results.environment()})
+        **machine_record(t0, device, cfg.seed)})
