@@ -34,6 +34,8 @@ def grid_runs(runs: pd.DataFrame, grid: str) -> pd.DataFrame:
     fixed = {k: v for k, v in DEFAULTS.items()
              if not (k == grid or (grid == "filters" and k in ("c1", "c3")))}
     sel = select(runs, fixed)
+    if sel.empty:  # e.g. only other papers' runs: they lack the 003 columns used below
+        return sel
     if grid == "filters":
         keep = sel[["c1", "c3"]].apply(tuple, axis=1).isin(GRIDS["filters"])
         sel = sel[keep].assign(setting=sel["c1"].astype(int).astype(str) + "-" + sel["c3"].astype(int).astype(str))
