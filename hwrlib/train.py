@@ -143,7 +143,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F
 class Plateau:
     """Keras' ``ReduceLROnPlateau(factor, patience)`` + ``EarlyStopping(patience, restore_best_weights=True)``.
 
-    Both watch the validation loss; an epoch improves when its loss is below the best so far. After
+    Both watch the validation loss; an epoch improves when its loss is below the best so far (any decrease:
+    EarlyStopping's default; ReduceLROnPlateau's asks for 1e-4, which MNIST losses rarely sit within). After
     ``lr_patience`` epochs without improvement the learning rate is multiplied by ``factor`` and that count
     starts again; after ``stop_patience`` epochs without improvement training stops. At the end the model
     gets the weights of its best epoch back. Everything here goes into the checkpoint, so a resumed run
