@@ -11,7 +11,7 @@ from hwrlib.config import ConfigError
 from hwrlib.data import load_mnist, subset
 from hwrlib.experiments import P003Config
 from hwrlib.experiments import lenet_variant_figures as figs
-from hwrlib.experiments.lenet_variant import make_sgd, mse, train_run
+from hwrlib.experiments.lenet_variant import eval_due, make_sgd, mse, train_run
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.lenet_variant import parameter_readings
 from hwrlib.results import RunDir, load_runs
@@ -176,3 +176,11 @@ def test_oscillation_measures_late_jitter():
     osc = figs.oscillation(h)
     assert osc["a"] == 0 and osc["b"] == pytest.approx(20.0)
     assert np.isinf(figs.first_reaching(h.assign(test_acc=1 - h.test_error), 0.95, "epoch")).all()
+
+
+def test_evaluation_is_dense_early_then_per_epoch():
+    cfg = P003Config.from_params(profile="smoke", eval_every=10, eval_dense_until=40)
+    due = [it for it in range(1, 121) if eval_due(cfg, it, updates_per_epoch=20)]
+    assert due == [10, 20, 30, 40, 60, 80, 100, 120]
+    with pytest.raises(ConfigError, match="'eval_dense_until'"):
+        P003Config.from_params(eval_dense_until=-1)
