@@ -57,6 +57,7 @@ context-003: data
 
 bench: data
 	$(PY) bench/bench_mnist.py
+	$(PY) bench/bench_003.py
 
 clean:
 	rm -rf $(REPORT) results/runs/*/smoke-* results/runs/*/quick-*
