@@ -184,3 +184,16 @@ def test_evaluation_is_dense_early_then_per_epoch():
     assert due == [10, 20, 30, 40, 60, 80, 100, 120]
     with pytest.raises(ConfigError, match="'eval_dense_until'"):
         P003Config.from_params(eval_dense_until=-1)
+
+
+def test_speed_orderings_within_seed_noise_are_inconclusive(tmp_path):
+    ramp = lambda speed: [min(0.99, 0.1 + speed * i) for i in range(40)]  # noqa: E731
+    filters = ({"c1": 2, "c3": 8}, {"c1": 6, "c3": 12}, {"c1": 10, "c3": 16})
+    # 6-12 is fastest with seed 0 and slowest with seed 1: its mean is the others', its spread large
+    for seed, fast in ((0, 0.06), (1, 0.02)):
+        for f in filters:
+            _fake_run(tmp_path / "noisy", f, seed, ramp(fast if f["c1"] == 6 else 0.04))
+            _fake_run(tmp_path / "slow", f, seed, ramp(0.02 if f["c1"] == 6 else 0.04))
+    assert figs.judge_filters(load_runs(tmp_path / "noisy"), {})["verdict"] == "inconclusive"
+    slow = figs.judge_filters(load_runs(tmp_path / "slow"), {})
+    assert slow["verdict"] == "not reproduced" and "± " in slow["measured"]
