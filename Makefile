@@ -60,6 +60,7 @@ context-003: data
 
 bench: data
 	$(PY) bench/bench_mnist.py
+	$(PY) bench/bench_003.py
 	$(PY) bench/bench_004.py
 
 clean:

@@ -3,7 +3,7 @@
 Nothing here trains. Metric claims average over the matching complete runs (one per
 seed) and report mean, std and n; a claim is *reproduced* when the mean lies within
 the claim's stated tolerance, *not reproduced* otherwise, and *not yet run* when no
-run matches.
+run matches. Curve claims may also be *inconclusive*: an ordering within the spread over seeds.
 """
 from __future__ import annotations
 
@@ -156,6 +156,6 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, ignore: tuple[str
 
 def style_verdicts(table: pd.DataFrame):
     """Colour the verdict column for the notebooks."""
-    colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "not yet run": "#eeeeee"}
+    colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "inconclusive": "#fff3c4", "not yet run": "#eeeeee"}
     return (table.style.hide(axis="index")
             .map(lambda v: f"background-color: {colours.get(v, 'white')}", subset=["verdict"]))

@@ -11,7 +11,7 @@ from hwrlib.config import ConfigError
 from hwrlib.data import load_mnist, subset
 from hwrlib.experiments import P003Config
 from hwrlib.experiments import lenet_variant_figures as figs
-from hwrlib.experiments.lenet_variant import make_sgd, mse, train_run
+from hwrlib.experiments.lenet_variant import eval_due, make_sgd, mse, train_run
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.lenet_variant import parameter_readings
 from hwrlib.results import RunDir, load_runs
@@ -176,3 +176,24 @@ def test_oscillation_measures_late_jitter():
     osc = figs.oscillation(h)
     assert osc["a"] == 0 and osc["b"] == pytest.approx(20.0)
     assert np.isinf(figs.first_reaching(h.assign(test_acc=1 - h.test_error), 0.95, "epoch")).all()
+
+
+def test_evaluation_is_dense_early_then_per_epoch():
+    cfg = P003Config.from_params(profile="smoke", eval_every=10, eval_dense_until=40)
+    due = [it for it in range(1, 121) if eval_due(cfg, it, updates_per_epoch=20)]
+    assert due == [10, 20, 30, 40, 60, 80, 100, 120]
+    with pytest.raises(ConfigError, match="'eval_dense_until'"):
+        P003Config.from_params(eval_dense_until=-1)
+
+
+def test_speed_orderings_within_seed_noise_are_inconclusive(tmp_path):
+    ramp = lambda speed: [min(0.99, 0.1 + speed * i) for i in range(40)]  # noqa: E731
+    filters = ({"c1": 2, "c3": 8}, {"c1": 6, "c3": 12}, {"c1": 10, "c3": 16})
+    # 6-12 is fastest with seed 0 and slowest with seed 1: its mean is the others', its spread large
+    for seed, fast in ((0, 0.06), (1, 0.02)):
+        for f in filters:
+            _fake_run(tmp_path / "noisy", f, seed, ramp(fast if f["c1"] == 6 else 0.04))
+            _fake_run(tmp_path / "slow", f, seed, ramp(0.02 if f["c1"] == 6 else 0.04))
+    assert figs.judge_filters(load_runs(tmp_path / "noisy"), {})["verdict"] == "inconclusive"
+    slow = figs.judge_filters(load_runs(tmp_path / "slow"), {})
+    assert slow["verdict"] == "not reproduced" and "± " in slow["measured"]

@@ -8,6 +8,7 @@ dropped in the same place is read by the same code.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -60,7 +61,17 @@ def _read_checked(path: Path, ndim: int, count: int) -> np.ndarray:
     if not plain.exists():
         raise FileNotFoundError(f"MNIST file {path} is missing; run `make data` (or hwrlib.data.prepare_mnist()) "
                                 "or copy the official files there")
+    st = plain.stat()
+    return _read_checked_once(str(plain), st.st_mtime_ns, st.st_size, ndim, count)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_checked_once(plain: str, mtime_ns: int, size: int, ndim: int, count: int) -> np.ndarray:
+    # parsed and checked once per process (a notebook draws its subsets several times); a file
+    # replaced on disk has another mtime or size, so it is read again
+    plain = Path(plain)
     a = read_idx(plain)
+    a.flags.writeable = False  # shared between callers
     if a.dtype != np.uint8 or a.ndim != ndim or a.shape[0] != count or (ndim == 3 and a.shape[1:] != (28, 28)):
         raise ValueError(f"{plain}: expected {count} uint8 {'images of 28x28' if ndim == 3 else 'labels'}, "
                          f"got dtype {a.dtype} shape {a.shape}")

@@ -1,0 +1,142 @@
+"""Paper 003: training images/s of the sigmoid/MSE LeNet variant, and what a sweep point costs besides training.
+
+What is measured, on this CPU with one torch thread (what each of ``hwr-sweep --workers 2``'s workers gets
+on 2 cores):
+
+* training: images/s of 003's update (``mse`` + plain SGD, channels_last as ``prepare_model`` does) at the
+  paper's batch sizes 50/100/200, best of a few timed passes over 2,000 images; and the time of one 1,000-image
+  test evaluation. From them: the training seconds of one ``paper``-profile point (100 epochs of 2,000 images,
+  ~130 evaluations);
+* sweep overhead per point: the wall time of papermill executing the 003 notebook for a point whose run
+  folder is already complete, so nothing trains: kernel start, imports, data load (the subsets are drawn,
+  the MNIST files parsed once), read-back and figures. Also, separately, a bare kernel start
+  (one cell, ``import hwrlib.experiments``) and the cold data load (``load_subsets`` in a fresh process).
+
+The overhead share = overhead / (overhead + training) says how much of a sweep is not training.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import torch
+
+from bench_mnist import forward_flops, matmul_flops_per_s
+from hwrlib.data import TensorLoader
+from hwrlib.experiments import P003Config
+from hwrlib.experiments.lenet_variant import eval_due, load_subsets, make_sgd, mse, score
+from hwrlib.models import create_model
+from hwrlib.train import prepare_model
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "003_lenet_variant_mnist.ipynb"
+CPU = torch.device("cpu")
+
+
+def images_per_second(x: torch.Tensor, y: torch.Tensor, batch_size: int, repeats: int) -> float:
+    """Best of ``repeats`` timed epochs of 003's update (a warm-up epoch first)."""
+    torch.manual_seed(0)
+    model = prepare_model(create_model("lenet_variant"), CPU)
+    opt = make_sgd(model, 1.0, 0.0)
+    loader = TensorLoader(x, y, batch_size, shuffle=True, channels_last=True)
+    best = 0.0
+    for r in range(repeats + 1):
+        loader.set_epoch(r)
+        t0 = time.perf_counter()
+        for xb, yb in loader:
+            loss = mse(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss.item()  # the training loop reads the loss every update
+        if r:  # r == 0 warms up
+            best = max(best, len(y) / (time.perf_counter() - t0))
+    return best
+
+
+def eval_seconds(xt: torch.Tensor, yt: torch.Tensor, repeats: int = 5) -> float:
+    model = prepare_model(create_model("lenet_variant"), CPU)
+    loader = TensorLoader(xt, yt, 1000, channels_last=True)
+    score(model, loader)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        score(model, loader)
+    return (time.perf_counter() - t0) / repeats
+
+
+def kernel_start_seconds() -> float:
+    """papermill on a one-cell notebook that imports hwrlib's experiments: the floor of any sweep point."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import hwrlib.experiments")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "kernel.ipynb"
+        nbformat.write(nb, src)
+        t0 = time.perf_counter()
+        papermill.execute_notebook(str(src), str(Path(tmp) / "out.ipynb"), progress_bar=False, log_output=False)
+        return time.perf_counter() - t0
+
+
+def cold_data_load_seconds() -> float:
+    """``load_subsets`` in a fresh process: IDX parse + check + the seeded 2,000/1,000 draw."""
+    code = ("import time; t = time.perf_counter(); from hwrlib.experiments import P003Config; "
+            "from hwrlib.experiments.lenet_variant import load_subsets; t1 = time.perf_counter(); "
+            "load_subsets(P003Config.from_params(profile='paper')); print(time.perf_counter() - t1)")
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def point_overhead_seconds() -> tuple[float, float]:
+    """papermill of the 003 notebook for a small point: (first run, with training; rerun, nothing to train)."""
+    params = {"profile": "quick", "num_epochs": 1, "baselines": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            papermill.execute_notebook(str(NOTEBOOK), str(Path(tmp) / "out.ipynb"), cwd=str(NOTEBOOK.parent),
+                                       parameters={**params, "results_dir": tmp}, progress_bar=False,
+                                       log_output=False)
+            times.append(time.perf_counter() - t0)
+    return times[0], times[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per batch size; the best is kept")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    cfg = P003Config.from_params(profile="paper", baselines=False)
+    (x, y), (xt, yt) = load_subsets(cfg)
+
+    print(f"003 lenet_variant, 1 torch thread, {len(y):,} training images, best of {args.repeats} epochs")
+    ips = {b: images_per_second(x, y, b, args.repeats) for b in (50, 100, 200)}
+    ev = eval_seconds(xt, yt)
+    flops = 3 * forward_flops(create_model("lenet_variant"))
+    peak = matmul_flops_per_s(seconds=1.0) / torch.get_num_threads()
+    images = cfg.num_epochs * cfg.train_size
+    print(f"{'batch':>6} {'img/s':>8} {'GFLOP/s':>8} {'% matmul':>9} {'evals':>6} {'paper point: train s':>21}")
+    for b, r in ips.items():
+        per_epoch = cfg.train_size // b
+        evals = sum(eval_due(cfg, it, per_epoch) for it in range(1, cfg.num_epochs * per_epoch + 1)) + 1
+        point = images / r + evals * ev
+        print(f"{b:>6} {r:>8.0f} {flops * r / 1e9:>8.2f} {100 * flops * r / peak:>8.1f}% {evals:>6} {point:>21.1f}")
+    print(f"one evaluation of {len(yt):,} test images: {1e3 * ev:.1f} ms; "
+          f"training {flops / 1e6:.2f} MFLOP/image; fp32 matmul, 1 thread: {peak / 1e9:.1f} GFLOP/s")
+
+    kernel = kernel_start_seconds()
+    data = cold_data_load_seconds()
+    first, rerun = point_overhead_seconds()
+    train50 = images / ips[50]
+    print(f"\nsweep overhead per point: kernel start {kernel:.1f} s, cold data load {data:.2f} s; "
+          f"whole notebook with nothing to train {rerun:.1f} s (with a 1-epoch run: {first:.1f} s)")
+    print(f"paper point at batch 50: {train50:.1f} s training + {rerun:.1f} s overhead "
+          f"-> overhead share {100 * rerun / (rerun + train50):.0f}%")
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
