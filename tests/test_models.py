@@ -26,6 +26,39 @@ def resnet18_params(classes=10):
     return total + linear(512, classes)
 
 
+def bn(c):
+    return 2 * c  # weight and bias
+
+
+def hccr_head(c_aux, c_last, classes):
+    """The 000 networks' auxiliary head (1x1 conv, BN, linear) and classifier."""
+    return conv(c_aux, c_aux, 1, False) + bn(c_aux) + linear(c_aux, classes) + linear(c_last, classes)
+
+
+def resnet_hccr_params(classes=10, learned=True, stages=((4, 64), (5, 128), (5, 256), (4, 512))):
+    """7x7 stem + BN; per pre-activation unit: BN, 3x3, BN, 3x3, a 1x1 projection where the shape
+    changes, one scalar a_i if learned; final BN; auxiliary head with its leading BN; classifier."""
+    total, c_in = conv(1, 64, 7, False) + bn(64), 64
+    for n, c in stages:
+        for _ in range(n):
+            total += bn(c_in) + conv(c_in, c, 3, False) + bn(c) + conv(c, c, 3, False) + int(learned)
+            total += conv(c_in, c, 1, False) if c_in != c else 0
+            c_in = c
+    return total + bn(512) + bn(128) + hccr_head(128, 512, classes)
+
+
+def inception_hccr_params(classes=10, stages=((4, 64), (5, 128), (5, 256), (4, 512))):
+    """Stem; per module four branches of c/4: 1x1 | 1x1-3x3 | 1x1-5x5 | pool-1x1, each conv with BN."""
+    cbn = lambda i, o, k: conv(i, o, k, False) + bn(o)  # noqa: E731
+    total, c_in = cbn(1, 64, 7), 64
+    for n, c in stages:
+        for _ in range(n):
+            b = c // 4
+            total += 4 * cbn(c_in, b, 1) + cbn(b, b, 3) + cbn(b, b, 5)
+            c_in = c
+    return total + hccr_head(128, 512, classes)
+
+
 # parameter counts from each architecture's own description, layer by layer
 EXPECTED = {
     "pytorch_cnn": conv(1, 64, 5) + conv(64, 64, 3) + conv(64, 20, 3) + linear(2000, 10),
@@ -35,6 +68,9 @@ EXPECTED = {
     "blog_resnet": (conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10)
                     + 2 * conv(32, 32, 3) + 2 * conv(64, 64, 3)),
     "lenet_variant": conv(1, 6, 5) + conv(6, 12, 5) + linear(12 * 4 * 4, 10),
+    "resnet_hccr": resnet_hccr_params(),
+    "resnet_hccr_plain": resnet_hccr_params(learned=False),
+    "inception_hccr": inception_hccr_params(),
 }
 
 
@@ -46,10 +82,14 @@ def test_every_model_has_an_expected_count():
 def test_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=7)
+    # 28x28 for all: the 000 networks end in global pooling, and tests/test_resnet_hccr.py runs them at 108x108
     x = torch.randn(4, 1, 28, 28)
     out = model(x)
     assert out.shape == (4, 7)
     assert torch.isfinite(out).all()
+    if hasattr(model, "forward_with_aux"):  # the training objective also reaches the auxiliary head
+        out, aux = model.forward_with_aux(x)
+        out = torch.cat([out, aux])
     out.square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"parameters without gradient: {missing}"
