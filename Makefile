@@ -7,7 +7,7 @@ REPORT := results/report
 
 NB003 := notebooks/003_lenet_variant_mnist.ipynb
 
-.PHONY: install data reproduce test bench paper study-003 context-003 clean
+.PHONY: install data synth-hwdb hwdb-cache reproduce test bench paper study-003 context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
@@ -19,8 +19,18 @@ NB003 := notebooks/003_lenet_variant_mnist.ipynb
 
 install: .venv/.installed
 
+# MNIST's IDX files, and synth-hwdb's stroke data (npm pack hanzi-writer-data, once)
 data: install
 	$(PY) -m hwrlib.data
+	$(PY) -m hwrlib.data.synth_hwdb --fetch-only
+
+# 000's synthetic stand-in for CASIA-HWDB1.1 at the default size (100 classes x 40 writers)
+synth-hwdb: data
+	$(PY) -m hwrlib.data.synth_hwdb
+
+# 000's real data: CASIA-HWDB1.1 GNT folders (HWR_HWDB_DIR or data/CASIA-HWDB) -> memory-mapped cache, once
+hwdb-cache: install
+	$(PY) -m hwrlib.data.hwdb
 
 # quick profile of every paper notebook, then the summary report
 reproduce: data
@@ -57,6 +67,7 @@ context-003: data
 
 bench: data
 	$(PY) bench/bench_mnist.py
+	$(PY) bench/bench_hwdb.py
 
 clean:
 	rm -rf $(REPORT) results/runs/*/smoke-* results/runs/*/quick-*
