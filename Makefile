@@ -6,8 +6,9 @@ WORKERS ?= 1
 REPORT := results/report
 
 NB003 := notebooks/003_lenet_variant_mnist.ipynb
+NB000 := notebooks/000_resnet_hccr.ipynb
 
-.PHONY: install data synth-hwdb hwdb-cache reproduce test bench paper study-003 context-003 clean
+.PHONY: install data synth-hwdb hwdb-cache reproduce test bench paper study-000 study-003 context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
@@ -37,6 +38,8 @@ reproduce: data
 	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_quick.yaml --workers $(WORKERS)
 	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_quick.yaml --workers $(WORKERS)
 	$(SWEEP) $(NB003) sweeps/003_quick.yaml --workers $(WORKERS)
+	# 000 on synth-hwdb (builds the default synthetic set on first use, from the strokes `make data` fetched)
+	$(SWEEP) $(NB000) sweeps/000_quick.yaml --workers $(WORKERS)
 	$(MAKE) --no-print-directory report
 
 report: install
@@ -55,6 +58,10 @@ test: data
 	$(PY) -m pytest tests -q
 	tmp=$$(mktemp -d) && HWR_PROFILE=smoke HWR_RESULTS_DIR=$$tmp $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks; \
 	  status=$$?; rm -rf $$tmp; exit $$status
+
+# 000 on synth-hwdb: the three networks x augmentation on / flip off / off x 3 seeds (SYNTHETIC data)
+study-000: synth-hwdb
+	$(SWEEP) $(NB000) sweeps/000_synth.yaml --workers $(WORKERS)
 
 # 003: Table 1 over 5 subsets, then the three grids of Fig. 4-7 as one sweep (their shared point runs once)
 study-003: data

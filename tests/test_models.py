@@ -37,26 +37,26 @@ def hccr_head(c_aux, c_last, classes):
 
 def resnet_hccr_params(classes=10, learned=True, stages=((4, 64), (5, 128), (5, 256), (4, 512))):
     """7x7 stem + BN; per pre-activation unit: BN, 3x3, BN, 3x3, a 1x1 projection where the shape
-    changes, one scalar a_i if learned; final BN; auxiliary head with its leading BN; classifier."""
-    total, c_in = conv(1, 64, 7, False) + bn(64), 64
+    changes, one scalar a_i if learned; final BN; auxiliary head (after stage 2) with its leading BN; classifier."""
+    total, c_in = conv(1, stages[0][1], 7, False) + bn(stages[0][1]), stages[0][1]
     for n, c in stages:
         for _ in range(n):
             total += bn(c_in) + conv(c_in, c, 3, False) + bn(c) + conv(c, c, 3, False) + int(learned)
             total += conv(c_in, c, 1, False) if c_in != c else 0
             c_in = c
-    return total + bn(512) + bn(128) + hccr_head(128, 512, classes)
+    return total + bn(c_in) + bn(stages[1][1]) + hccr_head(stages[1][1], c_in, classes)
 
 
 def inception_hccr_params(classes=10, stages=((4, 64), (5, 128), (5, 256), (4, 512))):
     """Stem; per module four branches of c/4: 1x1 | 1x1-3x3 | 1x1-5x5 | pool-1x1, each conv with BN."""
     cbn = lambda i, o, k: conv(i, o, k, False) + bn(o)  # noqa: E731
-    total, c_in = cbn(1, 64, 7), 64
+    total, c_in = cbn(1, stages[0][1], 7), stages[0][1]
     for n, c in stages:
         for _ in range(n):
             b = c // 4
-            total += 4 * cbn(c_in, b, 1) + cbn(b, b, 3) + cbn(b, b, 5)
+            total += cbn(c_in, c - 3 * b, 1) + 3 * cbn(c_in, b, 1) + cbn(b, b, 3) + cbn(b, b, 5)
             c_in = c
-    return total + hccr_head(128, 512, classes)
+    return total + hccr_head(stages[1][1], c_in, classes)
 
 
 # parameter counts from each architecture's own description, layer by layer

@@ -54,7 +54,7 @@ class P000Config(ExperimentConfig):
     num_epochs: int | None = None
     batch_size: int = 64
     optimizer: str = "sgd"
-    lr: float = 0.05
+    lr: float = 0.1
     lr_schedule: str = "cosine"
     weight_decay: float = 1e-4
     aux_weight: float = 0.4
@@ -76,7 +76,7 @@ class P000Config(ExperimentConfig):
         # Table 1 reports s = 600,000 steps; the full-size network; evaluation every 5,000 steps
         "paper": {"width": 1.0, "num_steps": 600_000, "eval_every": 5000, "log_every": 100},
         # 100 classes x 40 writers of synth-hwdb; a 1/8-width network (CPU minutes)
-        "quick": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_epochs": 6, "log_every": 1},
+        "quick": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_epochs": 5, "log_every": 1},
         "smoke": {"num_classes": 10, "synth_writers": 4, "width": 0.0625, "num_steps": 4, "eval_every": 2,
                   "log_every": 1},
     }

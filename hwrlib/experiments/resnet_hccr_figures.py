@@ -172,3 +172,18 @@ def summary_000(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
         plot_losses(curves, title=f"000 Fig. 3 rebuilt ({profile} profile)")
         plot_scalars(curves, title=f"000: prod a_i ({profile} profile)")
         plt.show()
+
+
+def show_samples(loaders: dict, n: int = 12, title: str = ""):
+    """Rows of ``n`` 108x108 canvases, one row per loader (e.g. plain and augmented), titled by class index."""
+    fig, axes = plt.subplots(len(loaders), n, figsize=(n * 1.0, len(loaders) * 1.25), squeeze=False)
+    for row, (name, loader) in zip(axes, loaders.items()):
+        x, y = next(iter(loader))
+        for ax, img, lab in zip(row, x[:n, 0], y[:n]):
+            ax.imshow(img.cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"#{int(lab)}", fontsize=8)
+        row[0].text(-0.15, 0.5, name, transform=row[0].transAxes, ha="right", va="center", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(title)
+    return fig

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .registry import register_model
-from .resnet_hccr import AUX_AFTER_STAGE, STAGES, AuxHead, scaled, stem
+from .resnet_hccr import STAGES, StagedNet
 
 
 def conv_bn(c_in: int, c_out: int, k: int) -> nn.Sequential:
@@ -35,38 +35,15 @@ class InceptionModule(nn.Module):
         return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], dim=1)  # (B, c_out, H, W)
 
 
-class InceptionHCCR(nn.Module):
-    input_size = 108
+class InceptionHCCR(StagedNet):
+    """Stages of Inception modules; stages 2-4 start with a 3x3/2 max pool."""
 
     def __init__(self, num_classes: int = 3755, in_chans: int = 1, width: float = 1.0,
                  stages: tuple[tuple[int, int], ...] = STAGES):
-        super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        c = scaled(stages[0][1], width)
-        self.stem = stem(in_chans, c)
-        self.stages = nn.ModuleList()
-        for i, (n, channels) in enumerate(stages):
-            c_out = scaled(channels, width)
+        def make_stage(i: int, c_in: int, c_out: int, n: int) -> nn.Sequential:
             pool = [nn.MaxPool2d(3, 2, 1)] if i > 0 else []
-            mods = [InceptionModule(c if j == 0 else c_out, c_out) for j in range(n)]
-            self.stages.append(nn.Sequential(*pool, *mods))
-            c = c_out
-        self.aux = AuxHead(scaled(stages[AUX_AFTER_STAGE][1], width), num_classes, preact=False)
-        self.fc = nn.Linear(c, num_classes)
-
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(main logits, auxiliary logits)``; the auxiliary head runs only in training mode."""
-        aux = None
-        x = self.stem(x)                   # (B, 64w, 27, 27) for 108x108 input
-        for i, stage in enumerate(self.stages):
-            x = stage(x)                   # 64w @ 27 -> 128w @ 14 -> 256w @ 7 -> 512w @ 4
-            if i == AUX_AFTER_STAGE and self.training:
-                aux = self.aux(x)
-        return self.fc(x.mean(dim=(2, 3))), aux
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_aux(x)[0]
+            return nn.Sequential(*pool, *[InceptionModule(c_in if j == 0 else c_out, c_out) for j in range(n)])
+        super().__init__(make_stage, num_classes, in_chans, width, stages, preact=False)
 
 
 @register_model("000")

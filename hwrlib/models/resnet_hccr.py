@@ -96,13 +96,14 @@ def stem(in_chans: int, channels: int) -> nn.Sequential:
                          nn.MaxPool2d(3, 2, 1))
 
 
-class ResNetHCCR(nn.Module):
-    """Stem, stages of pre-activation units with scaled shortcuts, BN-ReLU, global average pool, classifier."""
+class StagedNet(nn.Module):
+    """Stem, ``stages`` built by ``make_stage(i, c_in, c_out, n)``, the auxiliary head after stage
+    ``AUX_AFTER_STAGE``, ``final`` (BN-ReLU for pre-activation nets), global average pool, classifier."""
 
     input_size = 108  # the paper's zero-padded 108x108 characters
 
-    def __init__(self, num_classes: int = 3755, in_chans: int = 1, learned_scalars: bool = True,
-                 width: float = 1.0, stages: tuple[tuple[int, int], ...] = STAGES):
+    def __init__(self, make_stage, num_classes: int, in_chans: int, width: float,
+                 stages: tuple[tuple[int, int], ...], preact: bool):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
@@ -110,13 +111,10 @@ class ResNetHCCR(nn.Module):
         self.stem = stem(in_chans, c)
         self.stages = nn.ModuleList()
         for i, (n, channels) in enumerate(stages):
-            c_out = scaled(channels, width)
-            units = [PreActUnit(c if j == 0 else c_out, c_out, 2 if (i > 0 and j == 0) else 1, learned_scalars)
-                     for j in range(n)]
-            self.stages.append(nn.Sequential(*units))
-            c = c_out
-        self.aux = AuxHead(scaled(stages[AUX_AFTER_STAGE][1], width), num_classes, preact=True)
-        self.bn = nn.BatchNorm2d(c)  # pre-activation nets end with BN-ReLU before pooling
+            self.stages.append(make_stage(i, c, scaled(channels, width), n))
+            c = scaled(channels, width)
+        self.aux = AuxHead(scaled(stages[AUX_AFTER_STAGE][1], width), num_classes, preact)
+        self.final = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU()) if preact else nn.Identity()
         self.fc = nn.Linear(c, num_classes)
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -124,14 +122,24 @@ class ResNetHCCR(nn.Module):
         aux = None
         x = self.stem(x)                       # (B, 64w, 27, 27) for 108x108 input
         for i, stage in enumerate(self.stages):
-            x = stage(x)                       # (B, 64w, 27, 27) -> 128w @ 14 -> 256w @ 7 -> 512w @ 4
+            x = stage(x)                       # 64w @ 27 -> 128w @ 14 -> 256w @ 7 -> 512w @ 4 pixels
             if i == AUX_AFTER_STAGE and self.training:
                 aux = self.aux(x)              # (B, classes)
-        x = torch.relu(self.bn(x)).mean(dim=(2, 3))  # global average pool -> (B, 512w)
-        return self.fc(x), aux
+        return self.fc(self.final(x).mean(dim=(2, 3))), aux  # global average pool -> (B, 512w) -> (B, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_aux(x)[0]
+
+
+class ResNetHCCR(StagedNet):
+    """Stages of pre-activation units with scaled shortcuts; stages 2-4 start with a stride-2 unit."""
+
+    def __init__(self, num_classes: int = 3755, in_chans: int = 1, learned_scalars: bool = True,
+                 width: float = 1.0, stages: tuple[tuple[int, int], ...] = STAGES):
+        def make_stage(i: int, c_in: int, c_out: int, n: int) -> nn.Sequential:
+            return nn.Sequential(*[PreActUnit(c_in if j == 0 else c_out, c_out, 2 if (i > 0 and j == 0) else 1,
+                                              learned_scalars) for j in range(n)])
+        super().__init__(make_stage, num_classes, in_chans, width, stages, preact=True)
 
 
 def shortcut_scalars(model: nn.Module) -> torch.Tensor | None:
