@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar, as hwrlib.train: renders in terminals and papermill output
 
 from .. import paths
 from .gnt import write_gnt
