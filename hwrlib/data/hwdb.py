@@ -74,7 +74,7 @@ def prepare_hwdb(hwdb: str | os.PathLike | None = None, data_dir: str | os.PathL
 
 
 def prepared(dataset: str, data_dir: str | os.PathLike | None = None, hwdb: str | os.PathLike | None = None,
-             build: bool = True, **synth: Any) -> tuple[HWDBCache, HWDBCache]:
+             build: bool = True, progress: bool = True, **synth: Any) -> tuple[HWDBCache, HWDBCache]:
     """The (train, test) caches of ``dataset``: ``"synth"`` (the stand-in) or ``"hwdb"`` (CASIA-HWDB1.1).
 
     Args:
@@ -83,6 +83,7 @@ def prepared(dataset: str, data_dir: str | os.PathLike | None = None, hwdb: str 
         hwdb: folder with the HWDB1.1 GNT folders (default ``$HWR_HWDB_DIR``); "hwdb" only.
         build: build a missing cache from local files (the stroke data for "synth", the GNT
             files for "hwdb"); nothing is downloaded. With False a missing cache is an error.
+        progress: progress bars and a summary line while building.
         **synth: ``SynthParams`` fields for "synth" (num_classes, num_writers, seed, ...).
 
     Raises:
@@ -90,7 +91,7 @@ def prepared(dataset: str, data_dir: str | os.PathLike | None = None, hwdb: str 
     """
     if dataset == "synth":
         from .synth_hwdb import SynthParams, prepare_synth  # local import: the stand-in imports this module
-        cache = prepare_synth(SynthParams(**synth), data_dir, build=build)
+        cache = prepare_synth(SynthParams(**synth), data_dir, build=build, progress=progress)
     elif dataset == "hwdb":
         if synth:
             raise TypeError(f"synthetic-set parameters {sorted(synth)} make no sense with dataset='hwdb'")
@@ -98,7 +99,7 @@ def prepared(dataset: str, data_dir: str | os.PathLike | None = None, hwdb: str 
         if not (cache / "cache.json").exists():
             if not build:
                 raise FileNotFoundError(f"no HWDB1.1 cache in {cache}; run `make hwdb-cache`")
-            cache = prepare_hwdb(hwdb, data_dir)
+            cache = prepare_hwdb(hwdb, data_dir, progress=progress)
     else:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
     return HWDBCache(cache, "train"), HWDBCache(cache, "test")

@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar, as hwrlib.train: renders in terminals and papermill output
 
 from .gnt import GNTError, encode_tag, iter_gnt
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar, as hwrlib.train: renders in terminals and papermill output
 
 from .. import paths
 from .gnt import write_gnt
@@ -110,7 +110,7 @@ class SynthParams:
     num_writers: int = 40  # each writes every class once
     seed: int = 0
     test_fraction: float = 0.2  # share of writers in the test split (HWDB1.1: 60 of 300)
-    size_range: tuple[float, float] = (56.0, 120.0)  # writer's mean character frame height, px
+    size_range: tuple[float, float] = (56.0, 112.0)  # writer's mean character frame height, px
     width_range: tuple[float, float] = (2.5, 7.0)  # writer's stroke width, px
     slant_deg: float = 8.0  # std of a writer's slant, degrees
     aspect_range: tuple[float, float] = (0.8, 1.25)  # writer's width/height ratio
