@@ -43,6 +43,7 @@ def test_shapes_at_108_and_aux_only_in_training():
     assert main.shape == aux.shape == (2, 20)
     assert model.eval().forward_with_aux(x)[1] is None
     assert shortcut_scalars(model).shape == (18,)
+    assert create_model("resnet_hccr", width=0.01).stem[0].out_channels == 8  # the floor (see models.resnet_hccr)
 
 
 def test_scalars_learned_in_improved_fixed_in_plain():
@@ -173,7 +174,7 @@ def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
 
     def fit(checkpoint, stop_after=None):
         torch.manual_seed(0)
-        model = create_model("resnet_hccr", num_classes=10, width=0.0625)
+        model = create_model("resnet_hccr", num_classes=10, width=0.125)
         train, loaders = make_loaders(cfg, *load_data(cfg), torch.device("cpu"))
         opt = make_optimizer("sgd", model.parameters(), 0.05)
 

@@ -77,7 +77,7 @@ class P000Config(ExperimentConfig):
         "paper": {"width": 1.0, "num_steps": 600_000, "eval_every": 5000, "log_every": 100},
         # 100 classes x 40 writers of synth-hwdb; a 1/8-width network (CPU minutes)
         "quick": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_epochs": 5, "log_every": 1},
-        "smoke": {"num_classes": 10, "synth_writers": 4, "width": 0.0625, "num_steps": 4, "eval_every": 2,
+        "smoke": {"num_classes": 10, "synth_writers": 4, "width": 0.125, "num_steps": 4, "eval_every": 2,
                   "log_every": 1},
     }
 

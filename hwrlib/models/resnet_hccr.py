@@ -33,9 +33,16 @@ STAGES = ((4, 64), (5, 128), (5, 256), (4, 512))  # (units, channels) per stage:
 AUX_AFTER_STAGE = 1  # index of the stage whose output feeds the auxiliary head (unit 9 of 18)
 
 
+MIN_CHANNELS = 8
+
+
 def scaled(channels: int, width: float) -> int:
-    """Channel count after the width multiplier (at least 1)."""
-    return max(1, round(channels * width))
+    """Channel count after the width multiplier, never below 8.
+
+    Why 8: at width 1/16 (4-channel stem and first stage) the channels_last backward of torch 2.13's CPU
+    build corrupted the heap ("corrupted size vs. prev_size") within 60 steps with 2 threads; 8 channels ran clean.
+    """
+    return max(MIN_CHANNELS, round(channels * width))
 
 
 class ShortcutScale(nn.Module):
