@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data.hwdb import DATASETS, Augment, HWDBCache, HWDBLoader, prepared, train_val_split
+from ..data.synth_hwdb import SynthParams
 from ..models import check_model_name, count_params, create_model
 from ..models.resnet_hccr import prod_a, shortcut_scalars
 from ..train import OPTIMIZERS, device_name, make_optimizer, prepare_model, resolve_device, seed_everything, set_threads_from_env
@@ -126,10 +127,21 @@ class P000Config(ExperimentConfig):
         return Augment(flip=self.flip, scale=(0.5, 2.0) if self.scale else None,
                        pca_noise_p=0.3 if self.pca_noise else 0.0, pca_noise_std=(0.01, 0.1))
 
+    def synth_params(self) -> dict[str, int]:
+        """The synthetic set's parameters given here (None: synth-hwdb's defaults, 100 classes x 40 writers)."""
+        given = (("num_classes", self.num_classes), ("num_writers", self.synth_writers))
+        return {k: v for k, v in given if v} if self.dataset == "synth" else {}
+
     def run_config(self) -> dict[str, Any]:
-        """What the run folder records; the run id derives from it (locations excluded)."""
+        """What the run folder records; the run id derives from it (locations excluded).
+
+        ``data_version`` is the synthetic set's tag (a hash of all its generator's settings), so a run on a
+        regenerated, different synthetic set gets a new folder instead of reading back the old result.
+        """
         skip = {"prod_demo", "data_dir", "hwdb_dir", "results_dir"}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        version = SynthParams(**self.synth_params()).tag if self.dataset == "synth" else "CASIA-HWDB1.1"
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip},
+                "data_version": version}
 
     def demo_counterpart(self) -> P000Config | None:
         """The run that differs only by the product term (off if on, on at 1.0 if off); None where it means nothing."""
@@ -144,10 +156,7 @@ class P000Config(ExperimentConfig):
 
 def load_data(cfg: P000Config) -> tuple[HWDBCache, HWDBCache]:
     """The (train, test) caches of ``cfg.dataset``; the synthetic set is built on first use (seconds to a minute)."""
-    synth = {}
-    if cfg.dataset == "synth":  # None: synth-hwdb's defaults (100 classes x 40 writers)
-        synth = {k: v for k, v in (("num_classes", cfg.num_classes), ("num_writers", cfg.synth_writers)) if v}
-    train, test = prepared(cfg.dataset, cfg.data_dir, cfg.hwdb_dir, **synth)
+    train, test = prepared(cfg.dataset, cfg.data_dir, cfg.hwdb_dir, **cfg.synth_params())
     if cfg.num_classes and cfg.num_classes > train.num_classes:
         raise ConfigError("num_classes", f"{cfg.dataset} has {train.num_classes} classes, {cfg.num_classes} asked for")
     return train, test
