@@ -234,6 +234,7 @@ def _final(cfg: P000Config, evals: pd.DataFrame, loaders: dict, train_loader, nu
         "num_train": len(train_loader.indices), "num_val": len(loaders["val"].indices),
         "num_test": len(loaders["test"].indices), "num_downscaled": train_loader.num_downscaled,
         "num_steps": int(last.step), "epochs": float(last.epoch), "train_seconds": float(last.seconds),
+        "mean_epoch_seconds": float(last.seconds / last.epoch),  # the summary's accuracy table reads it
         "train_images_per_second": float(last.samples / last.seconds), "wall_seconds": time.perf_counter() - t0,
         "dataset": cfg.dataset, "dataset_note": SYNTH_NOTE if cfg.dataset == "synth" else "CASIA-HWDB1.1",
         "device": str(device), "device_name": device_name(device), "num_threads": torch.get_num_threads(),
