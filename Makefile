@@ -7,8 +7,9 @@ REPORT := results/report
 
 NB003 := notebooks/003_lenet_variant_mnist.ipynb
 NB004 := notebooks/004_alexnet_ir_mnist.ipynb
+NB000 := notebooks/000_resnet_hccr.ipynb
 
-.PHONY: install data reproduce test bench paper study-003 context-003 clean
+.PHONY: install data synth-hwdb hwdb-cache reproduce test bench paper study-000 study-003 context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
@@ -20,8 +21,18 @@ NB004 := notebooks/004_alexnet_ir_mnist.ipynb
 
 install: .venv/.installed
 
+# MNIST's IDX files, and synth-hwdb's stroke data (npm pack hanzi-writer-data, once)
 data: install
 	$(PY) -m hwrlib.data
+	$(PY) -m hwrlib.data.synth_hwdb --fetch-only
+
+# 000's synthetic stand-in for CASIA-HWDB1.1 at the default size (100 classes x 40 writers)
+synth-hwdb: data
+	$(PY) -m hwrlib.data.synth_hwdb
+
+# 000's real data: CASIA-HWDB1.1 GNT folders (HWR_HWDB_DIR or data/CASIA-HWDB) -> memory-mapped cache, once
+hwdb-cache: install
+	$(PY) -m hwrlib.data.hwdb
 
 # quick profile of every paper notebook, then the summary report
 reproduce: data
@@ -29,6 +40,8 @@ reproduce: data
 	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_quick.yaml --workers $(WORKERS)
 	$(SWEEP) $(NB003) sweeps/003_quick.yaml --workers $(WORKERS)
 	$(SWEEP) $(NB004) sweeps/004_quick.yaml --workers $(WORKERS)
+	# 000 on synth-hwdb (builds the default synthetic set on first use, from the strokes `make data` fetched)
+	$(SWEEP) $(NB000) sweeps/000_quick.yaml --workers $(WORKERS)
 	$(MAKE) --no-print-directory report
 
 report: install
@@ -49,6 +62,10 @@ test: data
 	tmp=$$(mktemp -d) && HWR_PROFILE=smoke HWR_RESULTS_DIR=$$tmp $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks; \
 	  status=$$?; rm -rf $$tmp; exit $$status
 
+# 000 on synth-hwdb: the three networks x augmentation on / flip off / off x 3 seeds (SYNTHETIC data)
+study-000: synth-hwdb
+	$(SWEEP) $(NB000) sweeps/000_synth.yaml --workers $(WORKERS)
+
 # 003: Table 1 over 5 subsets, then the three grids of Fig. 4-7 as one sweep (their shared point runs once)
 study-003: data
 	$(SWEEP) $(NB003) sweeps/003_table1.yaml --workers 2
@@ -62,6 +79,7 @@ bench: data
 	$(PY) bench/bench_mnist.py
 	$(PY) bench/bench_003.py
 	$(PY) bench/bench_004.py
+	$(PY) bench/bench_hwdb.py
 
 clean:
 	rm -rf $(REPORT) results/runs/*/smoke-* results/runs/*/quick-*

@@ -126,17 +126,21 @@ def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, devi
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F.cross_entropy) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` over ``loader``."""
+def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F.cross_entropy,
+             topk: int | None = None) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` over ``loader``; with ``topk``, also ``top{k}`` accuracy."""
     model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, in_topk, seen = 0.0, 0, 0, 0
     for x, y in loader:
         with _autocast(device):
             out = model(x)
         loss_sum += loss_fn(out.float(), y).item() * len(y)
         correct += (out.argmax(1) == y).sum().item()
+        if topk:
+            k = min(topk, out.shape[1])
+            in_topk += (out.topk(k, dim=1).indices == y[:, None]).any(1).sum().item()
         seen += len(y)
-    return {"loss": loss_sum / seen, "acc": correct / seen}
+    return {"loss": loss_sum / seen, "acc": correct / seen, **({f"top{topk}": in_topk / seen} if topk else {})}
 
 
 @dataclass

@@ -36,6 +36,37 @@ def alexnet_ir_params(mixed=32, classes=10):
     block = (2 * conv_bn(128, mixed, 1) + conv_bn(mixed, mixed, 1, 3) + conv_bn(mixed, mixed, 3, 1)
              + conv_bn(2 * mixed, 128, 1))
     return stages + block + conv_bn(128, 256, 3) + linear(256, 1024) + linear(1024, classes)
+def bn(c):
+    return 2 * c  # weight and bias
+
+
+def hccr_head(c_aux, c_last, classes):
+    """The 000 networks' auxiliary head (1x1 conv, BN, linear) and classifier."""
+    return conv(c_aux, c_aux, 1, False) + bn(c_aux) + linear(c_aux, classes) + linear(c_last, classes)
+
+
+def resnet_hccr_params(classes=10, learned=True, stages=((4, 64), (5, 128), (5, 256), (4, 512))):
+    """7x7 stem + BN; per pre-activation unit: BN, 3x3, BN, 3x3, a 1x1 projection where the shape
+    changes, one scalar a_i if learned; final BN; auxiliary head (after stage 2) with its leading BN; classifier."""
+    total, c_in = conv(1, stages[0][1], 7, False) + bn(stages[0][1]), stages[0][1]
+    for n, c in stages:
+        for _ in range(n):
+            total += bn(c_in) + conv(c_in, c, 3, False) + bn(c) + conv(c, c, 3, False) + int(learned)
+            total += conv(c_in, c, 1, False) if c_in != c else 0
+            c_in = c
+    return total + bn(c_in) + bn(stages[1][1]) + hccr_head(stages[1][1], c_in, classes)
+
+
+def inception_hccr_params(classes=10, stages=((4, 64), (5, 128), (5, 256), (4, 512))):
+    """Stem; per module four branches of c/4: 1x1 | 1x1-3x3 | 1x1-5x5 | pool-1x1, each conv with BN."""
+    cbn = lambda i, o, k: conv(i, o, k, False) + bn(o)  # noqa: E731
+    total, c_in = cbn(1, stages[0][1], 7), stages[0][1]
+    for n, c in stages:
+        for _ in range(n):
+            b = c // 4
+            total += cbn(c_in, c - 3 * b, 1) + 3 * cbn(c_in, b, 1) + cbn(b, b, 3) + cbn(b, b, 5)
+            c_in = c
+    return total + hccr_head(stages[1][1], c_in, classes)
 
 
 # parameter counts from each architecture's own description, layer by layer
@@ -51,6 +82,9 @@ EXPECTED = {
     "alexnet_mod": (conv(1, 96, 5) + conv(96, 256, 5) + conv(256, 384, 3) + conv(384, 384, 3) + conv(384, 256, 3)
                     + linear(256, 4096) + linear(4096, 4096) + linear(4096, 10)),
     "alexnet_ir": alexnet_ir_params(),
+    "resnet_hccr": resnet_hccr_params(),
+    "resnet_hccr_plain": resnet_hccr_params(learned=False),
+    "inception_hccr": inception_hccr_params(),
 }
 
 
@@ -62,10 +96,14 @@ def test_every_model_has_an_expected_count():
 def test_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=7)
+    # 28x28 for all: the 000 networks end in global pooling, and tests/test_resnet_hccr.py runs them at 108x108
     x = torch.randn(4, 1, 28, 28)
     out = model(x)
     assert out.shape == (4, 7)
     assert torch.isfinite(out).all()
+    if hasattr(model, "forward_with_aux"):  # the training objective also reaches the auxiliary head
+        out, aux = model.forward_with_aux(x)
+        out = torch.cat([out, aux])
     out.square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"parameters without gradient: {missing}"

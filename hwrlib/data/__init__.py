@@ -1,4 +1,4 @@
-"""Datasets of the study. MNIST now; CASIA-HWDB and its synthetic stand-in later."""
+"""Datasets of the study: MNIST (IDX), CASIA-HWDB (GNT: ``gnt``, ``hwdb``) and its synthetic stand-in (``synth_hwdb``)."""
 from .idx import IDXError, read_idx, write_idx
 from .mnist import MEAN, STD, TensorLoader, load_mnist, prepare_mnist, subset
 

@@ -4,8 +4,9 @@ from pathlib import Path
 from .alexnet_ir import P004Config
 from .lenet_variant import P003Config
 from .mnist_cnn import P001Config, P002Config, Run, runs_frame, train_run
+from .resnet_hccr import P000Config
 
-CONFIGS = {c.paper: c for c in (P001Config, P002Config, P003Config, P004Config)}
+CONFIGS = {c.paper: c for c in (P000Config, P001Config, P002Config, P003Config, P004Config)}
 
 
 def config_for_notebook(path) -> type:
@@ -16,4 +17,5 @@ def config_for_notebook(path) -> type:
     return CONFIGS[key]
 
 
-__all__ = ["P001Config", "P002Config", "P003Config", "P004Config", "Run", "runs_frame", "train_run", "CONFIGS", "config_for_notebook"]
+__all__ = ["P000Config", "P001Config", "P002Config", "P003Config", "P004Config", "Run", "runs_frame", "train_run",
+           "CONFIGS", "config_for_notebook"]

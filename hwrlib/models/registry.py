@@ -55,12 +55,17 @@ def count_params(model: nn.Module) -> int:
 
 
 def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 1, 28, 28)):
-    """Per-leaf-layer output shape and parameter count, from one forward pass (a pandas DataFrame)."""
+    """Per-leaf-layer output shape and parameter count, from one forward pass (a pandas DataFrame).
+
+    Leaf layers with parameters that the evaluation pass does not run (an auxiliary head used only in
+    training) follow at the end with output None, so the ``params`` column always sums to the model's count.
+    """
     import pandas as pd
     import torch
-    rows, hooks = [], []
+    rows, hooks, leaves = [], [], {}
     for name, m in model.named_modules():
         if not list(m.children()):
+            leaves[name] = m
             hooks.append(m.register_forward_hook(lambda m, i, o, name=name: rows.append(
                 {"layer": name, "type": type(m).__name__, "output": tuple(o.shape[1:]),
                  "params": sum(p.numel() for p in m.parameters())})))
@@ -70,4 +75,7 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 1, 28, 28)):
     finally:
         for h in hooks:
             h.remove()
+    ran = {r["layer"] for r in rows}
+    rows += [{"layer": n, "type": type(m).__name__, "output": None, "params": sum(p.numel() for p in m.parameters())}
+             for n, m in leaves.items() if n not in ran and any(True for _ in m.parameters())]
     return pd.DataFrame(rows)
