@@ -66,12 +66,13 @@ test: data
 study-000: synth-hwdb
 	$(SWEEP) $(NB000) sweeps/000_synth.yaml --workers $(WORKERS)
 
-# 003: Table 1 over 5 subsets, then the three grids of Fig. 4-7 as one sweep (their shared point runs once)
+# 003: Table 1 over 5 subsets, then the three grids of Fig. 4-7 as one sweep (their shared point runs once);
+# about 15 min on 2 quiet cores
 study-003: data
 	$(SWEEP) $(NB003) sweeps/003_table1.yaml --workers 2
 	$(SWEEP) $(NB003) sweeps/003_batch_size.yaml sweeps/003_filters.yaml sweeps/003_lr.yaml --workers 2
 
-# 003 on all of MNIST, as context for Table 1 (about ... on 2 cores)
+# 003 on all of MNIST, as context for Table 1 (about 25 min on 2 cores, mostly the SVM)
 context-003: data
 	$(SWEEP) $(NB003) sweeps/003_context.yaml --workers 1
 
