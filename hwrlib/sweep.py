@@ -90,26 +90,30 @@ def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int)
 def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None) -> list[dict[str, Any]]:
     """Every point of the grids with whether it is complete (or invalid).
 
-    A point that several grids hold (the same run folders, however its parameters are spelled) is planned once.
+    A point that several grids hold (the same run folders, however its parameters are spelled) is planned once,
+    and so is a point whose folders another point writes too (003's Table 1 point, with its baselines, covers
+    the grids' default point): only the larger runs.
     """
     config_cls = config_for_notebook(notebook)
-    points, seen = [], set()
+    points, keys = [], []
     for params in (p for g in ([grids] if isinstance(grids, dict) else grids) for p in expand_grid(g, config_cls)):
         if results_dir:
             params = {**params, "results_dir": results_dir}
         item: dict[str, Any] = {"params": params}
         try:
             dirs = config_cls.from_params(**params).run_dirs()
-            key = tuple(str(d.path) for d in dirs)
+            key = frozenset(str(d.path) for d in dirs)
             item["out_dir"] = str(dirs[0].path)
             item["status"] = "skipped" if all(d.is_complete() for d in dirs) else "todo"
         except ValueError as e:  # an impossible point: report it, run the others
-            key = json.dumps(params, sort_keys=True, default=str)
+            key = frozenset([json.dumps(params, sort_keys=True, default=str)])
             item.update(status="failed", error=str(e))
-        if key not in seen:
-            seen.add(key)
-            points.append(item)
-    return points
+        points.append(item)
+        keys.append(key)
+    # drop repeats and points inside a larger one (the first of equal points stays)
+    keep = [i for i, k in enumerate(keys)
+            if not any((k < other) or (k == other and j < i) for j, other in enumerate(keys) if j != i)]
+    return [points[i] for i in keep]
 
 
 def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: int = 1, scheduler: str | None = None,

@@ -39,6 +39,16 @@ def test_cases_go_together_and_grids_share_points(tmp_path):
         sweep.expand_grid({"cases": [{"c2": 1}]}, P003Config)
 
 
+def test_a_point_inside_a_larger_point_is_planned_once(tmp_path):
+    # Table 1's point (CNN + baselines of seeds 0-1) writes every folder of the grid's default point (the CNNs)
+    table1 = {"baselines": True, "seed": 0, "replicas": 2}
+    grid = {"baselines": False, "lr": [0.5, 1.0], "seed": 0, "replicas": 2}
+    planned = sweep.plan(NOTEBOOK_003, [grid, table1], str(tmp_path))
+    assert [(p["params"]["lr"] if "lr" in p["params"] else "table1") for p in planned] == [0.5, "table1"]
+    table1_dirs = P003Config.from_params(**table1, results_dir=str(tmp_path)).run_dirs()
+    assert len(table1_dirs) == 2 + 2 * 3 and planned[1]["out_dir"] == str(table1_dirs[0].path)
+
+
 def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HWR_PROFILE", "smoke")
     grid = tmp_path / "grid.yaml"
