@@ -72,6 +72,9 @@ def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int)
     """Execute one point (in a Dask worker). Returns its status; never raises for a notebook error."""
     import papermill as pm
     os.environ["HWR_NUM_THREADS"] = str(threads)  # the kernel inherits it; see train.set_threads_from_env
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers; a kernel inheriting it hands every freed
+    # activation back to the OS and page-faults it in again: small-network training ran 2x slower, half in the kernel
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".notebook.tmp.ipynb"  # papermill wants the .ipynb suffix
