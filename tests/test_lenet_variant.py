@@ -170,6 +170,24 @@ def test_grouped_network_is_its_replicas_side_by_side(subsampling):
             torch.testing.assert_close(grad, p.grad, rtol=1e-4, atol=1e-6)  # no gradient crosses replicas
 
 
+def test_grouped_update_in_chunks_is_the_full_batch_step():
+    from hwrlib.experiments.lenet_variant import GROUP_CHUNK, Replicas
+    cfg = P003Config.from_params(profile="smoke", replicas=2, lr=1.0)
+    model = Replicas(cfg, torch.device("cpu"))
+    full = GroupedLeNetVariant([model.net.replica(g) for g in range(2)])  # a copy, stepped on the whole batch
+    b = 2 * GROUP_CHUNK + 10  # two whole chunks and a short one
+    x, y = torch.rand(b, 2, 28, 28), torch.randint(0, 10, (2, b))
+    losses, correct = model.update(make_sgd(model.net, 1.0, 0.0), x, y)
+    out = full(x)
+    opt = make_sgd(full, 1.0, 0.0)
+    mse(out, y).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(losses, mse(out, y).tolist(), rtol=1e-5)
+    assert correct == (out.argmax(-1) == y).sum(-1).tolist()
+    for (name, p), q in zip(model.net.named_parameters(), full.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+
+
 def test_replicas_train_as_their_lone_runs(mnist_ready, results_tmp, one_thread):
     params = dict(profile="smoke", num_epochs=3, batch_size=10, train_size=200, test_size=100, eval_every=5,
                   baselines=False)

@@ -168,6 +168,9 @@ def make_sgd(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.op
                             {"params": biases, "weight_decay": 0.0}], lr=lr, momentum=0.0)
 
 
+GROUP_CHUNK = 50  # images per replica in one forward/backward pass of a grouped network
+
+
 class Replicas:
     """The networks of a point's seeds as one: a :class:`GroupedLeNetVariant` for several, the plain network for one.
 
@@ -187,6 +190,26 @@ class Replicas:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
         return out.unsqueeze(0) if self.groups == 1 else out
+
+    def update(self, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[int]]:
+        """One gradient-descent step on the batch ``x``, ``y``; returns each replica's loss and correct count.
+
+        A group's batch goes through in chunks of :data:`GROUP_CHUNK` images per replica, gradients summed with
+        weights chunk / batch (the same mean gradient): the activations of 5 replicas x 100 images outgrow the
+        CPU caches, and unchunked batches of 100 or 200 trained slower grouped than one network at a time.
+        """
+        opt.zero_grad(set_to_none=True)
+        b = y.shape[1]
+        chunk = b if self.groups == 1 else GROUP_CHUNK
+        losses, correct = 0, 0
+        for xc, yc in zip(x.split(chunk), y.split(chunk, dim=1)):
+            out = self(xc)
+            loss = mse(out, yc) * (yc.shape[1] / b)  # exactly the loss when there is one chunk
+            loss.sum().backward()
+            losses = losses + loss.detach()
+            correct = correct + (out.argmax(-1) == yc).sum(-1)
+        opt.step()
+        return losses.tolist(), correct.tolist()
 
     def batches(self, loaders: list[TensorLoader]):
         """Zip the replicas' loaders into ``(B, G, 28, 28)`` inputs and ``(G, B)`` labels."""
@@ -279,14 +302,9 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
             loader.set_epoch(epoch)
         t = time.perf_counter()
         for xb, yb in model.batches(train):
-            out = model(xb)
-            losses = mse(out, yb)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
+            losses, correct = model.update(opt, xb, yb)
             it += 1
-            correct = (out.argmax(-1) == yb).sum(-1).tolist()
-            for log, loss, c in zip(logs, losses.tolist(), correct):
+            for log, loss, c in zip(logs, losses, correct):
                 log.update(loss, c, yb.shape[1])
             if eval_due(cfg, it, per_epoch):
                 seconds += time.perf_counter() - t
