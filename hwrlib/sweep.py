@@ -8,7 +8,8 @@ element (cartesian product over all lists); ``seeds: [0, 1, 2]`` sets ``seed``. 
 parameter that is itself a list (``compare_models``) a plain list is one value and a
 list of lists expands. ``cases:`` takes a list of mappings whose values go together
 (``cases: [{c1: 2, c3: 8}, {c1: 6, c3: 12}]``): one axis of the product. Several grids
-run as one sweep, a point they share only once. A point whose every run folder is
+run as one sweep, a point they share only once, a point whose run folders another point
+also writes only inside that one. A point whose every run folder is
 complete is skipped, so an interrupted sweep restarted runs only what is missing. The
 executed notebook lands in the folder of the point's main run. Exit status is 1 if any
 point failed.
