@@ -171,11 +171,12 @@ def test_grouped_network_is_its_replicas_side_by_side(subsampling):
 
 
 def test_grouped_update_in_chunks_is_the_full_batch_step():
-    from hwrlib.experiments.lenet_variant import GROUP_CHUNK, Replicas
-    cfg = P003Config.from_params(profile="smoke", replicas=2, lr=1.0)
+    from hwrlib.experiments.lenet_variant import Replicas
+    cfg = P003Config.from_params(profile="smoke", replicas=2, lr=1.0, c1=10, c3=16)
     model = Replicas(cfg, torch.device("cpu"))
+    assert model.chunk == 75  # 1,500 C1 maps / (2 replicas x 10 maps)
     full = GroupedLeNetVariant([model.net.replica(g) for g in range(2)])  # a copy, stepped on the whole batch
-    b = 2 * GROUP_CHUNK + 10  # two whole chunks and a short one
+    b = 2 * model.chunk + 10  # two whole chunks and a short one
     x, y = torch.rand(b, 2, 28, 28), torch.randint(0, 10, (2, b))
     losses, correct = model.update(make_sgd(model.net, 1.0, 0.0), x, y)
     out = full(x)

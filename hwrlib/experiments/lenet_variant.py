@@ -168,7 +168,9 @@ def make_sgd(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.op
                             {"params": biases, "weight_decay": 0.0}], lr=lr, momentum=0.0)
 
 
-GROUP_CHUNK = 50  # images per replica in one forward/backward pass of a grouped network
+# a grouped network's forward/backward pass holds about this many 24x24 C1 maps (replicas x c1 x images, ~3.5 MB):
+# beyond it the activations outgrow the CPU caches (5 x 6 maps x 50 images; 10-16 nets pass 30 images at a time)
+GROUP_C1_MAPS = 1500
 
 
 class Replicas:
@@ -185,6 +187,7 @@ class Replicas:
             nets.append(create_model(MODEL, c1=cfg.c1, c3=cfg.c3, subsampling=cfg.subsampling))
         self.num_params = count_params(nets[0])
         self.groups = len(nets)
+        self.chunk = max(1, GROUP_C1_MAPS // (self.groups * cfg.c1))  # images per replica and pass, if grouped
         self.net = prepare_model(nets[0] if self.groups == 1 else GroupedLeNetVariant(nets), device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,13 +197,13 @@ class Replicas:
     def update(self, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[int]]:
         """One gradient-descent step on the batch ``x``, ``y``; returns each replica's loss and correct count.
 
-        A group's batch goes through in chunks of :data:`GROUP_CHUNK` images per replica, gradients summed with
-        weights chunk / batch (the same mean gradient): the activations of 5 replicas x 100 images outgrow the
-        CPU caches, and unchunked batches of 100 or 200 trained slower grouped than one network at a time.
+        A group's batch goes through in chunks of ``self.chunk`` images per replica (see :data:`GROUP_C1_MAPS`),
+        gradients summed with weights chunk / batch (the same mean gradient): unchunked, 5 replicas at batch 100
+        or 200 trained slower than one network at a time, and 10-16 replicas 1.6x slower than in chunks of 30.
         """
         opt.zero_grad(set_to_none=True)
         b = y.shape[1]
-        chunk = b if self.groups == 1 else GROUP_CHUNK
+        chunk = b if self.groups == 1 else self.chunk
         losses, correct = 0, 0
         for xc, yc in zip(x.split(chunk), y.split(chunk, dim=1)):
             out = self(xc)
