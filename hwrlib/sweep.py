@@ -8,7 +8,8 @@ element (cartesian product over all lists); ``seeds: [0, 1, 2]`` sets ``seed``. 
 parameter that is itself a list (``compare_models``) a plain list is one value and a
 list of lists expands. ``cases:`` takes a list of mappings whose values go together
 (``cases: [{c1: 2, c3: 8}, {c1: 6, c3: 12}]``): one axis of the product. Several grids
-run as one sweep, a point they share only once. A point whose every run folder is
+run as one sweep, a point they share only once, a point whose run folders another point
+also writes only inside that one. A point whose every run folder is
 complete is skipped, so an interrupted sweep restarted runs only what is missing. The
 executed notebook lands in the folder of the point's main run. Exit status is 1 if any
 point failed.
@@ -72,6 +73,9 @@ def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int)
     """Execute one point (in a Dask worker). Returns its status; never raises for a notebook error."""
     import papermill as pm
     os.environ["HWR_NUM_THREADS"] = str(threads)  # the kernel inherits it; see train.set_threads_from_env
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers; a kernel inheriting it hands every freed
+    # activation back to the OS and page-faults it in again: small-network training ran 2x slower, half in the kernel
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".notebook.tmp.ipynb"  # papermill wants the .ipynb suffix
@@ -90,26 +94,30 @@ def run_point(notebook: str, params: dict[str, Any], out_dir: str, threads: int)
 def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None) -> list[dict[str, Any]]:
     """Every point of the grids with whether it is complete (or invalid).
 
-    A point that several grids hold (the same run folders, however its parameters are spelled) is planned once.
+    A point that several grids hold (the same run folders, however its parameters are spelled) is planned once,
+    and so is a point whose folders another point writes too (003's Table 1 point, with its baselines, covers
+    the grids' default point): only the larger runs.
     """
     config_cls = config_for_notebook(notebook)
-    points, seen = [], set()
+    points, keys = [], []
     for params in (p for g in ([grids] if isinstance(grids, dict) else grids) for p in expand_grid(g, config_cls)):
         if results_dir:
             params = {**params, "results_dir": results_dir}
         item: dict[str, Any] = {"params": params}
         try:
             dirs = config_cls.from_params(**params).run_dirs()
-            key = tuple(str(d.path) for d in dirs)
+            key = frozenset(str(d.path) for d in dirs)
             item["out_dir"] = str(dirs[0].path)
             item["status"] = "skipped" if all(d.is_complete() for d in dirs) else "todo"
         except ValueError as e:  # an impossible point: report it, run the others
-            key = json.dumps(params, sort_keys=True, default=str)
+            key = frozenset([json.dumps(params, sort_keys=True, default=str)])
             item.update(status="failed", error=str(e))
-        if key not in seen:
-            seen.add(key)
-            points.append(item)
-    return points
+        points.append(item)
+        keys.append(key)
+    # drop repeats and points inside a larger one (the first of equal points stays)
+    keep = [i for i, k in enumerate(keys)
+            if not any((k < other) or (k == other and j < i) for j, other in enumerate(keys) if j != i)]
+    return [points[i] for i in keep]
 
 
 def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: int = 1, scheduler: str | None = None,

@@ -11,9 +11,9 @@ from hwrlib.config import ConfigError
 from hwrlib.data import load_mnist, subset
 from hwrlib.experiments import P003Config
 from hwrlib.experiments import lenet_variant_figures as figs
-from hwrlib.experiments.lenet_variant import eval_due, make_sgd, mse, train_run
+from hwrlib.experiments.lenet_variant import eval_due, make_sgd, mse, train_run, train_runs
 from hwrlib.models import count_params, create_model, layer_table
-from hwrlib.models.lenet_variant import parameter_readings
+from hwrlib.models.lenet_variant import GroupedLeNetVariant, parameter_readings
 from hwrlib.results import RunDir, load_runs
 
 
@@ -143,6 +143,82 @@ def test_cnn_learns_and_is_reproducible(mnist_ready, results_tmp, one_thread):
     again = train_run(P003Config.from_params(**params, results_dir=str(results_tmp / "again")), progress=False)
     cols = ["train_mse", "train_acc", "test_mse", "test_acc"]
     assert again.history[cols].equals(h[cols])
+
+
+@pytest.mark.parametrize("subsampling", ["toolbox", "paper"])
+def test_grouped_network_is_its_replicas_side_by_side(subsampling):
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = create_model("lenet_variant", c1=2, c3=8, subsampling=subsampling)
+        if subsampling == "paper":  # nonzero subsampling biases, so their stacking is checked too
+            torch.nn.init.uniform_(net.s2.bias, -1, 1), torch.nn.init.uniform_(net.s4.bias, -1, 1)
+        nets.append(net)
+    group = GroupedLeNetVariant(nets)
+    x, y = torch.rand(6, 3, 28, 28), torch.randint(0, 10, (3, 6))
+    out = group(x)
+    assert out.shape == (3, 6, 10)
+    mse(out, y).sum().backward()
+    for g, net in enumerate(nets):
+        torch.testing.assert_close(out[g], net(x[:, g:g + 1]))
+        mse(net(x[:, g:g + 1]), y[g]).backward()
+        alone = group.replica(g)  # the replica's weights, sliced back out
+        for (name, p), q in zip(net.named_parameters(), alone.parameters()):
+            assert torch.equal(p, q), name
+            whole = group.get_parameter(name).grad
+            grad = whole[g] if name.startswith("fc.") else whole.view(3, -1, *whole.shape[1:])[g]
+            torch.testing.assert_close(grad, p.grad, rtol=1e-4, atol=1e-6)  # no gradient crosses replicas
+
+
+def test_grouped_update_in_chunks_is_the_full_batch_step():
+    from hwrlib.experiments.lenet_variant import Replicas
+    cfg = P003Config.from_params(profile="smoke", replicas=2, lr=1.0, c1=10, c3=16)
+    model = Replicas(cfg, torch.device("cpu"))
+    assert model.chunk == 75  # 1,500 C1 maps / (2 replicas x 10 maps)
+    full = GroupedLeNetVariant([model.net.replica(g) for g in range(2)])  # a copy, stepped on the whole batch
+    b = 2 * model.chunk + 10  # two whole chunks and a short one
+    x, y = torch.rand(b, 2, 28, 28), torch.randint(0, 10, (2, b))
+    losses, correct = model.update(make_sgd(model.net, 1.0, 0.0), x, y)
+    out = full(x)
+    opt = make_sgd(full, 1.0, 0.0)
+    mse(out, y).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(losses, mse(out, y).tolist(), rtol=1e-5)
+    assert correct == (out.argmax(-1) == y).sum(-1).tolist()
+    for (name, p), q in zip(model.net.named_parameters(), full.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_replicas_train_as_their_lone_runs(mnist_ready, results_tmp, one_thread):
+    params = dict(profile="smoke", num_epochs=3, batch_size=10, train_size=200, test_size=100, eval_every=5,
+                  baselines=False)
+    runs = train_runs(P003Config.from_params(**params, replicas=2), progress=False)
+    assert [r.config["seed"] for r in runs] == [0, 1] and {r.config["seed_group"] for r in runs} == {"0-1"}
+    for seed, run in enumerate(runs):
+        alone = train_run(P003Config.from_params(**params, seed=seed), progress=False)
+        assert "seed_group" not in alone.config and alone.path != run.path
+        # same initialization, subsets and batch order: the curves agree up to float rounding
+        np.testing.assert_allclose(run.history["test_mse"], alone.history["test_mse"], rtol=1e-4)
+        assert run.history["train_acc"].equals(alone.history["train_acc"])
+    assert runs[0].history["test_mse"].iloc[-1] != runs[1].history["test_mse"].iloc[-1]  # different seeds
+
+
+def test_svm_search_on_precomputed_kernels_matches_grid_search(mnist_ready):
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.svm import SVC
+
+    from hwrlib.baselines import features
+    train, test = subset(*load_mnist("train"), 300, 1), subset(*load_mnist("test"), 100, 1)
+    grid = {"C": [1, 10], "gamma": [0.01, 0.1]}
+    fast = run_baseline("svm_deskew", train, test, grid=grid, folds=3, seed=1)
+    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=1)
+    ref = GridSearchCV(SVC(kernel="rbf"), grid, cv=cv).fit(features(train[0], deskewed=True), train[1].numpy())
+    assert fast["best_params"] == ref.best_params_
+    by_params = {(r["C"], r["gamma"]): r["cv_acc"] for r in fast["cv_results"]}
+    for p, acc in zip(ref.cv_results_["params"], ref.cv_results_["mean_test_score"]):
+        assert by_params[p["C"], p["gamma"]] == pytest.approx(acc, abs=1e-9)
+    pred = ref.best_estimator_.predict(features(test[0], deskewed=True))
+    assert fast["test_acc"] == pytest.approx((pred == test[1].numpy()).mean())
 
 
 def _fake_run(root, setting: dict, seed: int, curve: list[float]) -> None:

@@ -39,6 +39,16 @@ def test_cases_go_together_and_grids_share_points(tmp_path):
         sweep.expand_grid({"cases": [{"c2": 1}]}, P003Config)
 
 
+def test_a_point_inside_a_larger_point_is_planned_once(tmp_path):
+    # Table 1's point (CNN + baselines of seeds 0-1) writes every folder of the grid's default point (the CNNs)
+    table1 = {"baselines": True, "seed": 0, "replicas": 2}
+    grid = {"baselines": False, "lr": [0.5, 1.0], "seed": 0, "replicas": 2}
+    planned = sweep.plan(NOTEBOOK_003, [grid, table1], str(tmp_path))
+    assert [(p["params"]["lr"] if "lr" in p["params"] else "table1") for p in planned] == [0.5, "table1"]
+    table1_dirs = P003Config.from_params(**table1, results_dir=str(tmp_path)).run_dirs()
+    assert len(table1_dirs) == 2 + 2 * 3 and planned[1]["out_dir"] == str(table1_dirs[0].path)
+
+
 def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HWR_PROFILE", "smoke")
     grid = tmp_path / "grid.yaml"
@@ -62,6 +72,21 @@ def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, 
     out = capsys.readouterr().out
     assert "failed" in out and "CUDA is not available" in out and "1 done, 0 skipped, 1 failed" in out
     assert 6 in set(load_runs()["seed"]) and 5 not in set(load_runs()["seed"])
+
+
+def test_point_kernel_environment(tmp_path, monkeypatch):
+    import nbformat
+    # what a Dask nanny gives its workers: the kernel must not inherit the malloc trim threshold (2x slower training)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("HWR_NUM_THREADS", "1")  # run_point sets it in this process: restored after the test
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("out = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import json, os\nopen(out, 'w').write(json.dumps(dict(os.environ)))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "env.ipynb")
+    status = sweep.run_point(str(tmp_path / "env.ipynb"), {"out": str(tmp_path / "env.json")}, str(tmp_path / "o"), 3)
+    env = __import__("json").loads((tmp_path / "env.json").read_text())
+    assert status["status"] == "done" and env["HWR_NUM_THREADS"] == "3" and "MALLOC_TRIM_THRESHOLD_" not in env
 
 
 def test_invalid_point_is_reported_without_running(results_tmp, tmp_path, capsys):

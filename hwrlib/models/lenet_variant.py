@@ -59,6 +59,66 @@ class LeNetVariant(nn.Module):
         return torch.sigmoid(self.fc(x.flatten(1)))  # (B, classes), each in (0, 1)
 
 
+class GroupedLinear(nn.Module):
+    """``groups`` independent linear layers: input ``(G, B, in)`` -> ``(G, B, out)``, one batched matmul."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(groups, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(groups, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class GroupedLeNetVariant(nn.Module):
+    """Several :class:`LeNetVariant` replicas computed as one network, to train many seeds at once.
+
+    Replica ``g`` reads channel ``g`` of the input ``(B, G, 28, 28)`` and writes ``out[g]`` of the output
+    ``(G, B, classes)``: grouped convolutions (``groups=G``) and a batched output layer keep the replicas
+    apart, so no weight is shared and the gradient of a sum of per-replica losses is each replica's own.
+    On one CPU core this trains five 6-12 networks about 1.6x faster than one after the other (small
+    convolutions leave the vector units idle). The numbers equal separate training up to float rounding
+    only: the grouped kernels sum in another order.
+    """
+
+    def __init__(self, replicas: list[LeNetVariant]):
+        super().__init__()
+        if not replicas:
+            raise ValueError("a grouped network needs at least one replica")
+        first = replicas[0]
+        c1, c3, chans = first.c1.out_channels, first.c3.out_channels, first.c1.in_channels
+        self.groups = g = len(replicas)
+        trainable = first.s2.bias is not None
+        self.c1 = nn.Conv2d(g * chans, g * c1, 5, groups=g)
+        self.s2 = Subsample(g * c1, trainable)
+        self.c3 = nn.Conv2d(g * c1, g * c3, 5, groups=g)
+        self.s4 = Subsample(g * c3, trainable)
+        self.fc = GroupedLinear(g, c3 * 16, first.fc.out_features)
+        with torch.no_grad():
+            for name, p in self.named_parameters():  # replica tensors stacked: conv/bias along dim 0, fc as (G, ...)
+                parts = [r.get_parameter(name) for r in replicas]
+                p.copy_(torch.stack(parts) if name.startswith("fc.") else torch.cat(parts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.s2(torch.sigmoid(self.c1(x)))
+        x = self.s4(torch.sigmoid(self.c3(x)))
+        b = x.shape[0]
+        x = x.reshape(b, self.groups, -1).transpose(0, 1)  # (G, B, c3*16), each replica's maps in its flatten order
+        return torch.sigmoid(self.fc(x))
+
+    def replica(self, g: int) -> LeNetVariant:
+        """A standalone copy of replica ``g`` (its weights sliced out)."""
+        c1, c3 = self.c1.out_channels // self.groups, self.c3.out_channels // self.groups
+        net = LeNetVariant(c1, c3, self.fc.weight.shape[1], self.c1.in_channels // self.groups,
+                           "paper" if self.s2.bias is not None else "toolbox")
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                whole = self.get_parameter(name)
+                p.copy_(whole[g] if name.startswith("fc.") else whole.view(self.groups, -1, *whole.shape[1:])[g])
+        return net
+
+
 def toolbox_init(model: nn.Module) -> nn.Module:
     """DeepLearnToolbox's ``cnnsetup``: uniform +-sqrt(6 / (fan_in + fan_out)) weights, zero biases."""
     for m in model.modules():
