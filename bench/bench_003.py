@@ -80,8 +80,7 @@ def malloc_trim_ratio(batch_size: int = 50) -> float:
 def eval_seconds(xt: torch.Tensor, yt: torch.Tensor, replicas: int = 1, repeats: int = 5) -> float:
     """One scoring of the test images by ``replicas`` networks, batched as ``train_cnn`` batches it."""
     model = Replicas(P003Config.from_params(profile="paper", replicas=replicas), CPU)
-    batch = 1000 if replicas == 1 else 50
-    test = list(model.batches([TensorLoader(xt, yt, batch, channels_last=True)] * replicas))
+    test = list(model.batches([TensorLoader(xt, yt, model.test_batch, channels_last=True)] * replicas))
     score(model, test)
     t0 = time.perf_counter()
     for _ in range(repeats):

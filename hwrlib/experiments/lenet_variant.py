@@ -13,8 +13,8 @@ Runs last seconds: an interrupted one simply restarts (no checkpoint).
 
 ``replicas`` trains the networks of several seeds at once as one grouped network (see
 :class:`~hwrlib.models.lenet_variant.GroupedLeNetVariant`): each replica keeps its own seed's
-initialization, subsets and batch order, and the group runs about 1.6x faster on a CPU core than
-its members one after the other. The sweeps train their 5 seeds this way.
+initialization, subsets and batch order, and the group trains 1.15-1.46x the images/s of one network
+on a CPU core (``bench/bench_003.py``). The sweeps train their 5 seeds this way.
 """
 from __future__ import annotations
 
@@ -116,7 +116,6 @@ class P003Config(ExperimentConfig):
         A replica trained in a group records the group (``seed_group``, e.g. ``"0-4"``): its numbers
         equal a lone run's only up to float rounding, so the two are different runs.
         """
-        seed = self.seed if seed is None else seed
         group = {"seed_group": f"{self.seeds[0]}-{self.seeds[-1]}"} if self.replicas > 1 else {}
         return {"model": MODEL, "c1": self.c1, "c3": self.c3, "subsampling": self.subsampling,
                 "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
@@ -125,19 +124,25 @@ class P003Config(ExperimentConfig):
 
     def baseline_config(self, name: str, seed: int | None = None) -> dict[str, Any]:
         grid = (FULL_GRIDS if self.profile == "full" else GRIDS).get(name, {})
-        return {"model": name, "grid": grid, "folds": self.folds if grid else None,
-                **self._data(self.seed if seed is None else seed)}
+        return {"model": name, "grid": grid, "folds": self.folds if grid else None, **self._data(seed)}
 
-    def _data(self, seed: int) -> dict[str, Any]:
+    def _data(self, seed: int | None) -> dict[str, Any]:
+        seed = self.seed if seed is None else seed
         return {"train_size": self.train_size, "test_size": self.test_size, "data_seed": self.subset_seed(seed),
                 "seed": seed, "profile": self.profile}
 
+    def cnn_dirs(self) -> list[results.RunDir]:
+        """The CNN run folder of each seed."""
+        return [results.RunDir(self.paper, self.run_config(s), self.results_dir) for s in self.seeds]
+
+    def baseline_dirs(self) -> list[results.RunDir]:
+        """The baselines' run folders, seed by seed."""
+        return [results.RunDir(self.paper, self.baseline_config(b, s), self.results_dir)
+                for s in self.seeds for b in BASELINES]
+
     def run_dirs(self) -> list[results.RunDir]:
-        """Every folder this point writes: the CNN of each seed first, then the baselines of each seed."""
-        cfgs = [self.run_config(s) for s in self.seeds]
-        if self.baselines:
-            cfgs += [self.baseline_config(b, s) for s in self.seeds for b in BASELINES]
-        return [results.RunDir(self.paper, c, self.results_dir) for c in cfgs]
+        """Every folder this point writes: the CNN of each seed first, then (with ``baselines``) the baselines."""
+        return self.cnn_dirs() + (self.baseline_dirs() if self.baselines else [])
 
 
 def load_subsets(cfg: P003Config, seed: int | None = None) -> tuple[tuple[torch.Tensor, torch.Tensor],
@@ -188,6 +193,9 @@ class Replicas:
         self.num_params = count_params(nets[0])
         self.groups = len(nets)
         self.chunk = max(1, GROUP_C1_MAPS // (self.groups * cfg.c1))  # images per replica and pass, if grouped
+        # scoring: a group's activations for 1,000 images outgrow the CPU caches (batches of 50 are ~2.5x faster
+        # there), while a lone network keeps its batch of 1,000
+        self.test_batch = 1000 if self.groups == 1 else 50
         self.net = prepare_model(nets[0] if self.groups == 1 else GroupedLeNetVariant(nets), device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +282,7 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
     t0 = time.perf_counter()
     set_threads_from_env()
     device = resolve_device(cfg.device)
-    rds = [results.RunDir(cfg.paper, cfg.run_config(s), cfg.results_dir) for s in cfg.seeds]
+    rds = cfg.cnn_dirs()
     for rd in rds:
         rd.write_config()
     model = Replicas(cfg, device)
@@ -282,11 +290,8 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
     # inputs in [0, 1] as the toolbox feeds them (x / 255, no normalization)
     train = [TensorLoader(x, y, cfg.batch_size, shuffle=True, seed=s, mean=0.0, std=1.0, device=device,
                           channels_last=True) for s, ((x, y), _) in zip(cfg.seeds, data)]
-    # the same every evaluation: built once; a group's activations for 1,000 images outgrow the CPU caches
-    # (scoring in batches of 50 is ~2.5x faster there), while a lone network keeps its batch of 1,000
-    test_batch = 1000 if cfg.replicas == 1 else 50
-    test = list(model.batches([TensorLoader(xt, yt, test_batch, mean=0.0, std=1.0, device=device,
-                                            channels_last=True) for _, (xt, yt) in data]))
+    test = list(model.batches([TensorLoader(xt, yt, model.test_batch, mean=0.0, std=1.0, device=device,
+                                            channels_last=True) for _, (xt, yt) in data]))  # built once
     opt = make_sgd(model.net, cfg.lr, cfg.weight_decay)
     logs = [_Log() for _ in cfg.seeds]
     per_epoch, seconds = len(train[0]), 0.0
@@ -336,12 +341,12 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
 
 def run_baselines(cfg: P003Config, progress: bool = True) -> list[Run]:
     """Table 1's classical baselines on the subsets of every seed (each a run folder; finished ones are read back)."""
-    todo = [(s, results.RunDir(cfg.paper, cfg.baseline_config(b, s), cfg.results_dir))
-            for s in cfg.seeds for b in BASELINES]
+    todo = cfg.baseline_dirs()
     data: dict[int, Any] = {}
-    for s, rd in tqdm(todo, desc="003 baselines", disable=not progress):
+    for rd in tqdm(todo, desc="003 baselines", disable=not progress):
         if rd.is_complete():
             continue
+        s = rd.config["seed"]
         if s not in data:
             data[s] = load_subsets(cfg, s)
         rd.write_config()
@@ -352,12 +357,12 @@ def run_baselines(cfg: P003Config, progress: bool = True) -> list[Run]:
                         "best_params": r.get("best_params"), "cv_acc": r.get("cv_acc"), "fit_seconds": r["seconds"],
                         "num_train": len(data[s][0][1]), "num_test": len(data[s][1][1]), "device": "cpu",
                         "seed": s, **results.environment()})
-    return [Run(rd.path, rd.config, rd.read_metrics(), rd.read_final()) for _, rd in todo]
+    return [Run(rd.path, rd.config, rd.read_metrics(), rd.read_final()) for rd in todo]
 
 
 def train_runs(cfg: P003Config, progress: bool = True) -> list[Run]:
     """The CNN runs of ``cfg``'s seeds: trained now (all together), or read back when every folder is complete."""
-    rds = [results.RunDir(cfg.paper, cfg.run_config(s), cfg.results_dir) for s in cfg.seeds]
+    rds = cfg.cnn_dirs()
     if not all(rd.is_complete() for rd in rds):
         train_cnn(cfg, progress)
     return [Run(rd.path, rd.config, rd.read_metrics(), rd.read_final()) for rd in rds]

@@ -77,8 +77,8 @@ class GroupedLeNetVariant(nn.Module):
     Replica ``g`` reads channel ``g`` of the input ``(B, G, 28, 28)`` and writes ``out[g]`` of the output
     ``(G, B, classes)``: grouped convolutions (``groups=G``) and a batched output layer keep the replicas
     apart, so no weight is shared and the gradient of a sum of per-replica losses is each replica's own.
-    On one CPU core this trains five 6-12 networks about 1.6x faster than one after the other (small
-    convolutions leave the vector units idle). The numbers equal separate training up to float rounding
+    On one CPU core five 6-12 networks train at 1.15-1.46x the images/s of one (small convolutions leave the
+    vector units idle; ``bench/bench_003.py``). The numbers equal separate training up to float rounding
     only: the grouped kernels sum in another order.
     """
 
