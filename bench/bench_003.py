@@ -33,7 +33,7 @@ import torch
 from bench_mnist import forward_flops, matmul_flops_per_s
 from hwrlib.data import TensorLoader
 from hwrlib.experiments import P003Config
-from hwrlib.experiments.lenet_variant import Replicas, eval_due, load_subsets, make_sgd, score
+from hwrlib.experiments.p003_lenet_variant import Replicas, eval_schedule, load_subsets, make_sgd, score
 from hwrlib.models import create_model
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "003_lenet_variant_mnist.ipynb"
@@ -54,7 +54,7 @@ def images_per_second(x: torch.Tensor, y: torch.Tensor, batch_size: int, repeats
         loader.set_epoch(r)
         t0 = time.perf_counter()
         for xb, yb in model.batches([loader] * replicas):
-            model.update(opt, xb, yb)  # reads the losses every update, as the training loop does
+            model.update(opt, xb, yb)  # the losses stay on the device, as in the training loop
         if r:  # r == 0 warms up
             best = max(best, replicas * len(y) / (time.perf_counter() - t0))
     return best
@@ -64,7 +64,7 @@ def malloc_trim_ratio(batch_size: int = 50) -> float:
     """images/s with glibc's MALLOC_TRIM_THRESHOLD_=65536 (what Dask's nanny sets; hwr-sweep's kernels drop it)
     over images/s without, each in a fresh process of 5 replicas."""
     code = ("import sys, torch; sys.path.insert(0, %r); torch.set_num_threads(1); import bench_003 as b; "
-            "from hwrlib.experiments import P003Config; from hwrlib.experiments.lenet_variant import load_subsets; "
+            "from hwrlib.experiments import P003Config; from hwrlib.experiments.p003_lenet_variant import load_subsets; "
             "(x, y), _ = load_subsets(P003Config.from_params(profile='paper')); "
             "print(b.images_per_second(x, y, %d, 2, replicas=5))" % (str(Path(__file__).parent), batch_size))
     rates = []
@@ -103,7 +103,7 @@ def kernel_start_seconds() -> float:
 def cold_data_load_seconds() -> float:
     """``load_subsets`` in a fresh process: IDX parse + check + the seeded 2,000/1,000 draw."""
     code = ("import time; t = time.perf_counter(); from hwrlib.experiments import P003Config; "
-            "from hwrlib.experiments.lenet_variant import load_subsets; t1 = time.perf_counter(); "
+            "from hwrlib.experiments.p003_lenet_variant import load_subsets; t1 = time.perf_counter(); "
             "load_subsets(P003Config.from_params(profile='paper')); print(time.perf_counter() - t1)")
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
@@ -142,7 +142,7 @@ def main() -> None:
           f" {'5 grouped: img/s':>17} {'ratio':>6}")
     for b, r in ips.items():
         per_epoch = cfg.train_size // b
-        evals = sum(eval_due(cfg, it, per_epoch) for it in range(1, cfg.num_epochs * per_epoch + 1)) + 1
+        evals = sum(eval_schedule(cfg)(it, per_epoch) for it in range(1, cfg.num_epochs * per_epoch + 1)) + 1
         point = images / r + evals * ev
         print(f"{b:>6} {r:>8.0f} {flops * r / 1e9:>8.2f} {100 * flops * r / peak:>8.1f}% {evals:>6} {point:>21.1f}"
               f" {grouped[b]:>17.0f} {grouped[b] / r:>5.2f}x")

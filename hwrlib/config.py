@@ -1,18 +1,25 @@
 """Config dataclasses: one per experiment, with exactly the notebook's parameters.
 
-``from_params`` checks every value and raises :class:`ConfigError` naming the parameter
-and what is allowed, so a bad ``papermill -p`` stops in the notebook's validation cell.
-Fields left as ``None`` take the value of the chosen profile (``quick``, ``paper``, ``smoke``).
+The notebook's parameters cell is the one list of them; its validation cell takes it whole
+(``cfg = P002Config.from_notebook(globals())``), so a misspelled or unknown parameter injected by
+papermill is an error naming it. ``from_params`` checks every value and raises :class:`ConfigError`
+naming the parameter and what is allowed. Fields left as ``None`` take the value of the chosen profile
+(``quick``, ``paper``, ``smoke``). A run's identity is its config's fields minus the class's declared
+``NON_IDENTITY`` (where to read and write, and which *other* runs to train beside it).
 """
 from __future__ import annotations
 
+import math
 import os
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, ClassVar
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# names an IPython kernel defines in every notebook's namespace: never parameters
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+_PARAM_TYPES = (int, float, bool, str, list, tuple, type(None))
 
 
 class ConfigError(ValueError):
@@ -32,6 +39,8 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
         hint = next(a for a in args if a is not type(None))
     origin = typing.get_origin(hint) or hint
     if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
         return float(value)
     if origin is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -44,14 +53,77 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Base class; subclasses declare fields, ``paper`` and ``PROFILES``."""
+    """Base class: the fields every experiment has; subclasses declare theirs, ``paper``, ``PROFILES`` and
+    ``train`` (or ``jobs``, for runs trained together)."""
+    seed: int = 0
+    device: str = "auto"
+    profile: str = "quick"
+    data_dir: str | None = None
+    results_dir: str | None = None
+
     paper: ClassVar[str] = ""
     # profile name -> values for the fields left as None
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {}
 
+    # fields that say where to run, or which other runs to train beside this one: not what this run computes
+    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"data_dir", "results_dir"})
+    # field -> the models it applies to; for any other model it takes its default (so it cannot split a run)
+    MODEL_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(cls)}
+
+    @classmethod
+    def from_notebook(cls, namespace: dict[str, Any]):
+        """The config of a notebook's parameters, taken whole from its namespace (``globals()``).
+
+        Every plain value (number, string, bool, None, list) bound to a public name is a parameter: one the
+        class does not know (a papermill ``-p batchsize 32``) is an error naming it, as is a field the
+        notebook's parameters cell never set.
+        """
+        given = {k: v for k, v in namespace.items()
+                 if not k.startswith("_") and k not in _KERNEL_NAMES and isinstance(v, _PARAM_TYPES)}
+        known = cls.field_names()
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown parameter (misspelled?); this notebook's parameters are: "
+                                          f"{', '.join(known)}")
+        missing = [k for k in known if k not in given]
+        if missing:
+            raise ConfigError(missing[0], "the notebook's parameters cell does not set it; add it there")
+        return cls.from_params(**{k: given[k] for k in known})
+
+    def record(self) -> dict[str, Any]:
+        """What this run's folder records in config.yaml, and what its run id is computed from (but device)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self.NON_IDENTITY}
+
+    def runs(self) -> list[ExperimentConfig]:
+        """One config per run folder this config writes, the main run first (default: itself)."""
+        return [self]
+
+    def run_dir(self):
+        from .results import RunDir
+        return RunDir(self.paper, self.record(), self.results_dir)
+
+    def jobs(self) -> list:
+        """What :func:`hwrlib.experiments.registry.plan` plans: one job per run, trained by :meth:`train`."""
+        from .experiments.registry import Job
+        return [Job([c.run_dir()], c.train) for c in self.runs()]
+
+    def train(self, progress: bool = True) -> None:
+        """Train this run into its folder (resuming from its checkpoint)."""
+        raise NotImplementedError(f"{type(self).__name__} trains through jobs()")
+
+    def for_model(self, model: str, **changes: Any):
+        """This config for one of its models: fields that do not apply to ``model`` reset to their default."""
+        defaults = self.defaults()
+        reset = {f: defaults[f] for f, models in self.MODEL_FIELDS.items() if model not in models}
+        return replace(self, model=model, **{**reset, **changes})
 
     @classmethod
     def from_params(cls, **params: Any):
@@ -63,7 +135,7 @@ class ExperimentConfig:
         if params["profile"] not in cls.PROFILES:
             raise ConfigError("profile", f"must be one of {sorted(cls.PROFILES)}, got {params['profile']!r}")
         hints = typing.get_type_hints(cls)
-        defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(cls)}
+        defaults = cls.defaults()
         values = {n: _check_type(n, params.get(n, d), hints[n]) for n, d in defaults.items()}
         profile = cls.PROFILES[values["profile"]]
         values.update({k: v for k, v in profile.items() if values.get(k) is None})
@@ -73,9 +145,34 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Checks that need more than a type; subclasses extend it."""
-        dev = getattr(self, "device", "auto")
+        dev = self.device
         if dev.split(":")[0] not in DEVICES:
             raise ConfigError("device", f"must be one of {', '.join(DEVICES)} (optionally 'cuda:N'), got {dev!r}")
+        if self.seed < 0:
+            raise ConfigError("seed", f"must be >= 0, got {self.seed!r}")
+
+    def at_least_one(self, *names: str) -> None:
+        """Each named field is an integer >= 1 (None allowed: a profile fills it)."""
+        for name in names:
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(name, f"must be an integer >= 1, got {v!r}")
+
+    def check_sizes(self, limits: dict[str, int]) -> None:
+        """Each named size is between 1 and its limit, or None (all of them)."""
+        for name, limit in limits.items():
+            v = getattr(self, name)
+            if v is not None and not 1 <= v <= limit:
+                raise ConfigError(name, f"must be between 1 and {limit} (or None for all), got {v!r}")
+
+    def check_models(self) -> None:
+        """``model`` and each of ``compare_models`` are registered models."""
+        from .models import check_model_name
+        for name in [self.model, *getattr(self, "compare_models", [])]:
+            try:
+                check_model_name(name)
+            except ValueError as e:
+                raise ConfigError("model" if name == self.model else "compare_models", str(e)) from None
 
 
 def positive(name: str, value: float | int | None, allow_none: bool = False) -> None:

@@ -64,5 +64,5 @@ def plot_accuracy_bars(rows: pd.DataFrame, title: str = ""):
 
 
 def label_runs(runs: Sequence, key: str = "model") -> pd.DataFrame:
-    """Concatenate the histories of :class:`~hwrlib.experiments.Run` objects, labelled by a config key."""
+    """Concatenate the histories of :class:`~hwrlib.results.Run` objects, labelled by a config key."""
     return pd.concat([r.history.assign(**{key: r.config[key]}) for r in runs], ignore_index=True)

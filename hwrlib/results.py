@@ -1,10 +1,12 @@
-"""The results store: one self-describing folder per run.
+"""The results store: one self-describing folder per run, in one schema for every paper.
 
-``results/runs/<paper>/<run-id>/`` holds ``config.yaml``, ``metrics.csv`` (one row per
-epoch), ``final.json`` and, when the run came from a notebook, ``notebook.ipynb``;
-``checkpoint.pt`` lives there while a run is in progress. ``final.json`` is written
-last, so a folder without it is an unfinished run and is never read as a result.
-Every file is written to a temp file and renamed into place.
+``results/runs/<paper>/<run-id>/`` holds ``config.yaml`` (the run's identity fields and device),
+``metrics.csv`` (one row per evaluation, the same columns in every paper), ``final.json``, other
+tables in files of their own (000's ``steps.csv``, 003's baselines' ``cv_results.csv``) and, when
+the run came from a notebook, ``notebook.ipynb``; ``checkpoint.pt`` lives there while a run is in
+progress. ``final.json`` is written last, so a folder without it is an unfinished run and is never
+read as a result. Every file is written to a temp file and renamed into place. The fields and
+columns, with their meaning, are listed once in ``results/README.md`` (a test keeps it complete).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,15 @@ class RunDir:
         self.id = run_id(self.config)
         self.path = self.root / "runs" / self.paper / self.id
 
+    @classmethod
+    def at(cls, path: str | os.PathLike) -> RunDir:
+        """The run folder at ``path`` (``<root>/runs/<paper>/<id>``), as its config.yaml records it."""
+        path = Path(path)
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        rd = cls(config.pop("paper", path.parent.name), config, path.parents[2])
+        rd.path, rd.id = path, path.name
+        return rd
+
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     notebook = property(lambda self: self.path / "notebook.ipynb")
 
@@ -101,8 +113,11 @@ class RunDir:
         atomic_write_text(self.path / "metrics.csv", pd.DataFrame(history).to_csv(index=False))
 
     def write_final(self, final: dict[str, Any]) -> None:
-        """Mark the run complete; the checkpoint is no longer needed after this."""
-        atomic_write_text(self.path / "final.json", json.dumps(final, indent=2, default=str) + "\n")
+        """Mark the run complete (strict JSON, with the hash of its metrics.csv); the checkpoint is no longer needed."""
+        metrics = self.path / "metrics.csv"
+        if metrics.exists():
+            final = {**final, "metrics_sha256": hashlib.sha256(metrics.read_bytes()).hexdigest()}
+        atomic_write_text(self.path / "final.json", json.dumps(final, indent=2, default=str, allow_nan=False) + "\n")
         self.checkpoint.unlink(missing_ok=True)
 
     def read_final(self) -> dict[str, Any]:
@@ -110,6 +125,59 @@ class RunDir:
 
     def read_metrics(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "metrics.csv")
+
+    def write_table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """A table other than the evaluations (``steps``, ``cv_results``): ``<name>.csv``."""
+        atomic_write_text(self.path / f"{name}.csv", pd.DataFrame(rows).to_csv(index=False))
+
+    def read(self) -> Run:
+        config = {"paper": self.paper, **yaml.safe_load((self.path / "config.yaml").read_text())}
+        return Run(self.path, config, self.read_metrics(), self.read_final())
+
+
+@dataclass
+class Run:
+    """A finished run: its folder, config record, evaluations (metrics.csv) and final record."""
+    path: Path
+    config: dict[str, Any]
+    history: pd.DataFrame
+    final: dict[str, Any]
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Another table of the run folder (``steps``, ``cv_results``)."""
+        return pd.read_csv(Path(self.path) / f"{name}.csv")
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """Runs as rows like those of :func:`load_runs` (config, then final record)."""
+    return pd.DataFrame([{**r.config, **r.final, "run_id": Path(r.path).name, "run_path": str(r.path)}
+                         for r in runs])
+
+
+def machine_record(t0: float, device, seed: int) -> dict[str, Any]:
+    """The fields of final.json that say where and with what a run ran (``t0``: its perf_counter start)."""
+    import torch
+    from .train import device_name
+    return {"wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
+            "num_threads": torch.get_num_threads(), "seed": seed, **environment()}
+
+
+def final_record(history: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """The fields every trained run's final.json has, from its evaluation rows, then ``fields``.
+
+    ``final_test_acc`` is always the last evaluation's; numbers chosen by a rule say the rule in their name
+    (``max_test_acc``, ``best_val_test_acc``).
+    """
+    h = pd.DataFrame(history)
+    last = h.iloc[-1]
+    trained = h[h["step"] > 0]
+    record = {"final_test_acc": float(last.test_acc), "final_test_loss": float(last.test_loss),
+              "max_test_acc": float(trained.test_acc.max()),
+              "max_test_acc_epoch": float(trained.epoch[trained.test_acc.idxmax()]),
+              "num_evals": len(h), "num_steps": int(last.step), "epochs": float(last.epoch),
+              "train_seconds": float(last.seconds), "mean_epoch_seconds": float(last.seconds / last.epoch),
+              "train_images_per_second": float(last.samples / last.seconds)}
+    return {**record, **fields}
 
 
 def load_runs(root: str | os.PathLike | None = None, paper: str | None = None) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from .experiments import config_for_notebook
+from .experiments import experiment_config, run_dirs
 
 
 def load_grid(path: str | os.PathLike | None) -> dict[str, Any]:
@@ -98,14 +98,14 @@ def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_di
     and so is a point whose folders another point writes too (003's Table 1 point, with its baselines, covers
     the grids' default point): only the larger runs.
     """
-    config_cls = config_for_notebook(notebook)
+    config_cls = experiment_config(notebook)
     points, keys = [], []
     for params in (p for g in ([grids] if isinstance(grids, dict) else grids) for p in expand_grid(g, config_cls)):
         if results_dir:
             params = {**params, "results_dir": results_dir}
         item: dict[str, Any] = {"params": params}
         try:
-            dirs = config_cls.from_params(**params).run_dirs()
+            dirs = run_dirs(config_cls.from_params(**params))
             key = frozenset(str(d.path) for d in dirs)
             item["out_dir"] = str(dirs[0].path)
             item["status"] = "skipped" if all(d.is_complete() for d in dirs) else "todo"

@@ -1,10 +1,11 @@
-"""Training: plain functions with explicit arguments (pytorch/examples style).
+"""Training: plain functions with explicit arguments (pytorch/examples style), and the one loop, ``fit``.
 
-``fit`` trains for a number of epochs, evaluates after each, checkpoints after each
-(atomically) and resumes from the checkpoint when one exists. Every epoch reseeds
-the global RNG (dropout) and the loader's shuffle from ``(seed, epoch)``, so a run
-interrupted and resumed gives exactly the numbers of an uninterrupted one on the
-same device.
+``fit`` counts optimizer steps; each paper's protocol is an option of it: the evaluation schedule
+(every epoch, or 003's every 10 updates early on), the loss (cross-entropy, 000's named parts, 003's MSE
+with grouped replicas through its own ``update``), the learning rate (fixed, 000's cosine ``lr_at``, 004's
+:class:`Plateau`). It checkpoints atomically at each evaluation and resumes from the checkpoint. Every
+epoch reseeds the global RNG (dropout) and the loader's shuffle from ``(seed, epoch)``, so a run
+interrupted and resumed gives exactly the numbers of an uninterrupted one on the same device and threads.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import contextlib
 import io
 import os
 import platform
-import random
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from tqdm import tqdm  # plain text bar: renders in terminals, papermill output 
 from .results import atomic_write_bytes
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossParts = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]  # "loss" is minimized
+Update = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adadelta")
 
 
@@ -95,8 +98,8 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def _autocast(device: torch.device):
-    # bf16 on CUDA: same range as fp32, no loss scaling needed
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (same range as fp32, no loss scaling needed); nothing elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -104,25 +107,17 @@ def _autocast(device: torch.device):
 
 def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
                 loss_fn: LossFn = F.cross_entropy, bar: tqdm | None = None) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss and accuracy over the samples seen. ``bar`` advances per batch."""
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    """One pass over ``loader`` with the standard step (the benchmarks time it); mean loss and accuracy."""
+    update = standard_update(model, optimizer, classification_loss(loss_fn), device)
+    sums, seen = {}, 0
     for x, y in loader:
-        with _autocast(device):
-            out = model(x)
-            loss = loss_fn(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        # accumulate on the device: a .item() per batch would sync the GPU every step
-        loss_sum += loss.detach() * len(y)
-        correct += (out.argmax(1) == y).sum()
+        parts = update(x, y)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0) + v * len(y)
         seen += len(y)
         if bar is not None:
             bar.update()
-    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+    return {f"train_{k}": (v / seen).item() for k, v in sums.items()}
 
 
 @torch.no_grad()
@@ -132,7 +127,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F
     model.eval()
     loss_sum, correct, in_topk, seen = 0.0, 0, 0, 0
     for x, y in loader:
-        with _autocast(device):
+        with autocast(device):
             out = model(x)
         loss_sum += loss_fn(out.float(), y).item() * len(y)
         correct += (out.argmax(1) == y).sum().item()
@@ -197,68 +192,180 @@ class Plateau:
             setattr(self, k, v)
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict],
-                     plateau: Plateau | None = None) -> None:
+def classification_loss(loss_fn: LossFn = F.cross_entropy) -> LossParts:
+    """``(model, x, y) -> {"loss", "acc"}``: the loss to minimize and the batch accuracy (detached)."""
+    def parts(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = model(x)
+        return {"loss": loss_fn(out, y), "acc": (out.argmax(1) == y).float().mean().detach()}
+    return parts
+
+
+def standard_update(model: nn.Module, optimizer: torch.optim.Optimizer, loss_parts: LossParts,
+                    device: torch.device) -> Update:
+    """One optimizer step on ``parts["loss"]``; returns every part, detached, still on the device (no sync)."""
+    def update(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.train()
+        with autocast(device):
+            parts = loss_parts(model, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+        return {k: v.detach().float() for k, v in parts.items()}
+    return update
+
+
+def score(model: nn.Module, loaders: dict[str, Any], device: torch.device, topk: int | None = None) -> dict[str, float]:
+    """``{name}_loss``, ``{name}_acc`` (and ``{name}_top{k}``) of ``model`` on each named loader."""
+    row = {}
+    for name, loader in loaders.items():
+        r = evaluate(model, loader, device, topk=topk)
+        row.update({f"{name}_{k}": v for k, v in r.items()})
+    return row
+
+
+def every_epoch(step: int, per_epoch: int) -> bool:
+    """The default evaluation schedule: after each whole epoch (never before training)."""
+    return step > 0 and step % per_epoch == 0
+
+
+def _window_means(sums: dict[str, torch.Tensor], n: int) -> dict[str, Any]:
+    # one device sync for all parts, at evaluation or log time only; a part may be a vector (grouped replicas)
+    return {k: (v / n).tolist() for k, v in sums.items()}
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Model, optimizer and ``state`` (histories, schedule), written atomically."""
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
-                "plateau": plateau.state_dict() if plateau else None}, buf)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def fit(model: nn.Module, train_loader, test_loader, optimizer: torch.optim.Optimizer, num_epochs: int,
-        device: torch.device, seed: int = 0, loss_fn: LossFn = F.cross_entropy,
-        checkpoint: str | os.PathLike | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
-        progress: bool = True, desc: str = "", val_loader=None, plateau: Plateau | None = None) -> list[dict[str, Any]]:
-    """Train ``model`` for ``num_epochs``; return the per-epoch history.
+class NonFiniteLoss(FloatingPointError):
+    """Training produced a NaN or infinite loss: the run stops and is never a result."""
 
-    Each history row: epoch, train_loss, train_acc, [val_loss, val_acc,] test_loss, test_acc, lr (the
-    epoch's), seconds (training wall time of the epoch, evaluation excluded). If ``checkpoint`` exists,
-    training resumes after its last epoch; it is rewritten after every epoch. ``on_epoch(history)`` is
-    called after each epoch (the results store writes metrics.csv there). With ``plateau`` (which needs
-    ``val_loader``) the validation loss cuts the lr, stops training early, and the model ends with the
-    weights of its best validation epoch.
+
+def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device: torch.device, *,
+        num_steps: int, evaluate_fn: Callable[[nn.Module], dict[str, Any]], update: Update | None = None,
+        loss_parts: LossParts | None = None, eval_at: Callable[[int, int], bool] = every_epoch,
+        lr_at: Callable[[int], float] | None = None, plateau: Plateau | None = None,
+        trace: Callable[[nn.Module], dict[str, float]] | None = None, log_every: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        on_eval: Callable[[list[dict], list[dict]], None] | None = None, seed: int = 0, progress: bool = True,
+        desc: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The one training loop: ``num_steps`` updates, scored by ``evaluate_fn`` on the ``eval_at`` schedule.
+
+    Args:
+        update: ``(x, y) -> parts`` performs one step (default: :func:`standard_update` of ``loss_parts``,
+            itself defaulting to cross-entropy); 003's grouped replicas bring their own.
+        evaluate_fn: ``model -> {"test_acc": ..., ...}``, called at each evaluation (the model in eval mode is
+            its business).
+        eval_at: ``(step, steps_per_epoch) -> bool``; the last step is always evaluated, step 0 (before
+            training) when it says so.
+        lr_at: learning rate of a step (0-based); ``plateau`` (Keras' ReduceLROnPlateau + EarlyStopping) watches
+            ``val_loss`` at each evaluation instead and restores the best weights at the end.
+        trace: values of the model added to every evaluation and log row (000's shortcut scalars).
+        log_every: also keep a row of the parts' means every this many steps (the second list returned).
+        checkpoint: rewritten at each evaluation; training resumes from it, replaying a mid-epoch loader to
+            where it stopped, so a resumed run equals an uninterrupted one on the same device and threads.
+        on_eval: called with ``(evals, logs)`` after each evaluation (the run folder writes its CSVs).
+
+    Evaluation rows: ``epoch`` (steps / steps per epoch), ``step``, ``samples``, ``lr``, ``seconds`` (training
+    wall time so far, evaluation excluded), ``train_<part>`` (sample-weighted mean since the previous evaluation),
+    then what ``evaluate_fn`` and ``trace`` return. Each epoch reseeds the global RNG and the loader's order from
+    ``(seed, epoch)``. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
     """
-    if num_epochs < 1:
-        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
-    if plateau is not None and val_loader is None:
-        raise ValueError("plateau watches the validation loss: pass val_loader too")
-    history: list[dict[str, Any]] = []
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if plateau is not None and lr_at is not None:
+        raise ValueError("give lr_at or plateau, not both")
+    update = update or standard_update(model, optimizer, loss_parts or classification_loss(), device)
+    trace = trace or (lambda m: {})
+    per_epoch = len(train_loader)
+    evals, logs = [], []
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        if plateau is not None and state.get("plateau"):
+        evals, logs = state["evals"], state["logs"]
+        if plateau is not None:
             plateau.load_state_dict(state["plateau"])
-    # one bar per run, over batches of all epochs: a single readable line in a notebook
-    steps = len(train_loader)
-    bar = tqdm(total=num_epochs * steps, initial=len(history) * steps, desc=desc or "train", unit="batch",
-               disable=not progress, mininterval=5, dynamic_ncols=True)
-    for epoch in range(len(history), num_epochs):
-        if plateau is not None and plateau.stopped:
-            break
+    step = evals[-1]["step"] if evals else 0
+    seconds, samples = (evals[-1]["seconds"], evals[-1]["samples"]) if evals else (0.0, 0)
+    eval_sums: dict[str, torch.Tensor] = {}
+    log_sums: dict[str, torch.Tensor] = {}
+    eval_n = log_n = 0
+
+    def record_eval() -> None:
+        nonlocal eval_sums, eval_n
+        train = {f"train_{k}": v for k, v in _window_means(eval_sums, eval_n).items()} if eval_n else {}
+        epoch = step / per_epoch
+        evals.append({"epoch": int(epoch) if epoch.is_integer() else epoch, "step": step, "samples": samples,
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, **train, **evaluate_fn(model),
+                      **trace(model)})
+        eval_sums, eval_n = {}, 0
+        if plateau is not None and "val_loss" not in evals[-1]:
+            raise ValueError("plateau watches the validation loss: evaluate_fn must return val_loss "
+                             "(score a validation loader named 'val')")
+        if plateau is not None and step > 0:
+            plateau.step(evals[-1]["val_loss"], len([e for e in evals if e["step"] > 0]), model, optimizer)
+        if ckpt:
+            save_checkpoint(ckpt, model, optimizer, {"evals": evals, "logs": logs,
+                                                     "plateau": plateau.state_dict() if plateau else None})
+        if on_eval:
+            on_eval(evals, logs)
+
+    if not evals and eval_at(0, per_epoch):
+        record_eval()
+    bar = tqdm(total=num_steps, initial=step, desc=desc or "train", unit="step", disable=not progress,
+               mininterval=5, dynamic_ncols=True)
+    while step < num_steps and not (plateau is not None and plateau.stopped):
+        epoch, skip = divmod(step, per_epoch)
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and the like: replayable per epoch
         train_loader.set_epoch(epoch)
+        batches = iter(train_loader)
+        for _ in range(skip):  # a mid-epoch resume: replay the loader (and its augmentation RNG) to here
+            next(batches)
         t0 = time.perf_counter()
-        row = train_epoch(model, train_loader, optimizer, device, loss_fn, bar)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        val = evaluate(model, val_loader, device, loss_fn) if val_loader is not None else None
-        test = evaluate(model, test_loader, device, loss_fn)
-        history.append({"epoch": epoch + 1, **row, **({"val_loss": val["loss"], "val_acc": val["acc"]} if val else {}),
-                        "test_loss": test["loss"], "test_acc": test["acc"],
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": seconds})
-        if plateau is not None:
-            plateau.step(val["loss"], epoch + 1, model, optimizer)
-        bar.set_postfix(epoch=f"{epoch + 1}/{num_epochs}", loss=f"{row['train_loss']:.4f}",
-                        test_acc=f"{test['acc']:.4f}")
-        if ckpt:
-            _save_checkpoint(ckpt, model, optimizer, history, plateau)
-        if on_epoch:
-            on_epoch(history)
+        for x, y in batches:
+            if lr_at is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
+            parts = update(x, y)
+            n = y.shape[-1]
+            step += 1
+            samples += n
+            for sums in (eval_sums, log_sums):
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0) + v * n
+            eval_n += n
+            log_n += n
+            bar.update()
+            if log_every and (step % log_every == 0 or step == num_steps):
+                logs.append({"step": step, "lr": optimizer.param_groups[0]["lr"], **_window_means(log_sums, log_n),
+                             **trace(model)})
+                log_sums, log_n = {}, 0
+            if eval_at(step, per_epoch) or step == num_steps:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds += time.perf_counter() - t0
+                _check_finite(eval_sums, step, desc)
+                record_eval()
+                bar.set_postfix({k: f"{v:.4f}" for k, v in evals[-1].items()
+                                 if k in ("train_loss", "test_acc", "val_acc") and isinstance(v, float)})
+                t0 = time.perf_counter()
+                if plateau is not None and plateau.stopped:
+                    break
+            if step == num_steps:
+                break
     bar.close()
     if plateau is not None:
         plateau.restore_best(model)
-    return history
+    return evals, logs
+
+
+def _check_finite(sums: dict[str, torch.Tensor], step: int, desc: str) -> None:
+    loss = sums.get("loss")
+    if loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all()):
+        raise NonFiniteLoss(f"{desc or 'training'}: the training loss is not finite by step {step}; the run stops "
+                            "here and is not a result. Lower the learning rate (or check the inputs) and rerun.")

@@ -10,11 +10,11 @@ import torch.nn as nn
 from hwrlib.config import ConfigError
 from hwrlib.data import TensorLoader, load_mnist
 from hwrlib.experiments import P004Config
-from hwrlib.experiments import alexnet_ir_figures as figs
-from hwrlib.experiments.alexnet_ir import train_run
+from hwrlib.experiments import p004_figures as figs
+from hwrlib.experiments import run_experiment
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.results import load_runs
-from hwrlib.train import Plateau, fit, make_optimizer
+from hwrlib.train import Plateau, fit, make_optimizer, score
 
 matplotlib.use("Agg")
 
@@ -87,8 +87,10 @@ def _fit_forced_plateau(ckpt=None, stop_at=None, snapshots=None):
             snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         if len(history) == stop_at:
             raise Stop
-    h = fit(model, train, test, opt, 30, torch.device("cpu"), checkpoint=ckpt, on_epoch=on_epoch, progress=False,
-            val_loader=val, plateau=Plateau(2, 6))
+    cpu = torch.device("cpu")
+    h, _ = fit(model, train, opt, cpu, num_steps=30 * len(train), checkpoint=ckpt, progress=False,
+               evaluate_fn=lambda m: score(m, {"val": val, "test": test}, cpu), plateau=Plateau(2, 6),
+               on_eval=lambda evals, _: on_epoch(evals))
     return model, pd.DataFrame(h)
 
 
@@ -109,10 +111,14 @@ def test_fit_halves_stops_early_and_restores_best_weights(mnist_ready, one_threa
     assert torch.equal(resumed.state_dict()["1.weight"], final)
 
 
-def test_plateau_needs_a_validation_loader():
-    model = nn.Linear(784, 10)
-    with pytest.raises(ValueError, match="val_loader"):
-        fit(model, [], [], make_optimizer("adam", model.parameters(), 0.1), 1, torch.device("cpu"), plateau=Plateau())
+def test_plateau_needs_a_validation_loss(mnist_ready):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    x, y = load_mnist("test")
+    test = TensorLoader(x[:64], y[:64], 32)
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match="val_loss"):
+        fit(model, test, make_optimizer("adam", model.parameters(), 0.1), cpu, num_steps=2, plateau=Plateau(),
+            evaluate_fn=lambda m: score(m, {"test": test}, cpu), progress=False)
 
 
 @pytest.mark.parametrize("params,name,fragment", [
@@ -131,21 +137,22 @@ def test_bad_parameters_are_named(params, name, fragment, monkeypatch):
 
 def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tmp, one_thread):
     cfg = P004Config.from_params(profile="smoke", compare_models=[], num_epochs=2)
-    run = train_run(cfg, progress=False)
+    run = run_experiment(cfg, progress=False)[0]
     files = {p.name for p in run.path.iterdir()}
     assert files == {"config.yaml", "metrics.csv", "final.json"}  # checkpoint removed once final.json exists
-    assert list(run.history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
-                                         "test_acc", "lr", "seconds"]
+    assert list(run.history.columns) == ["epoch", "step", "samples", "lr", "seconds", "train_loss", "train_acc",
+                                         "val_loss", "val_acc", "test_loss", "test_acc"]
     final = json.loads((run.path / "final.json").read_text())
     assert final["num_params"] == count_params(create_model("alexnet_ir"))
     assert (final["num_train"], final["num_val"], final["num_test"]) == (96, 64, 128)
-    best = run.history.set_index("epoch").loc[final["best_epoch"]]
-    assert final["final_test_acc"] == best["test_acc"] and final["best_val_loss"] == run.history["val_loss"].min()
+    best = run.history.set_index("epoch").loc[final["best_val_epoch"]]
+    assert final["best_val_test_acc"] == best["test_acc"] and final["best_val_loss"] == run.history["val_loss"].min()
+    assert final["final_test_acc"] == run.history["test_acc"].iloc[-1]  # the last evaluation's, as everywhere
     assert final["git_commit"] and final["torch"] == torch.__version__ and final["mean_epoch_seconds"] > 0
     runs = load_runs()
     assert len(runs) == 1 and runs.iloc[0]["model"] == "alexnet_ir" and runs.iloc[0]["val_size"] == 64
-    again = train_run(P004Config.from_params(profile="smoke", compare_models=[], num_epochs=2,
-                                             results_dir=str(results_tmp / "again")), progress=False)
+    again = run_experiment(P004Config.from_params(profile="smoke", compare_models=[], num_epochs=2,
+                                                  results_dir=str(results_tmp / "again")), progress=False)[0]
     assert again.history.drop(columns="seconds").equals(run.history.drop(columns="seconds"))
 
 
@@ -154,7 +161,7 @@ def _fake_run(root, model, seed, accs, seconds, profile="paper"):
     rd = RunDir("004", {"model": model, "seed": seed, "profile": profile, "train_size": None}, root)
     rd.write_config()
     rd.write_metrics([{"epoch": i + 1, "train_loss": 1 - a, "test_acc": a} for i, a in enumerate(accs)])
-    rd.write_final({"final_test_acc": accs[-1], "epochs_run": len(accs), "num_train": 50_000,
+    rd.write_final({"final_test_acc": accs[-1], "best_val_test_acc": accs[-1], "epochs": len(accs), "num_train": 50_000,
                     "train_images_per_second": 50_000 / seconds, "device": "cpu"})
 
 
@@ -166,8 +173,9 @@ def test_summary_section_from_records(tmp_path, capsys):
         _fake_run(tmp_path, "alexnet_mod", seed, [0.98, b], 1500.0)
     runs = load_runs(tmp_path)
     t2 = figs.table2(runs).set_index("method")
-    assert t2.loc["improved model (this paper)", "measured (%)"] == "99.70 ± 0.14"
-    assert t2.loc["LeNet-5", "measured (%)"] == "not yet run" and t2.loc["AlexNet, modified for 28x28", "n"] == 2
+    assert t2.loc["improved model (this paper)", "measured (best validation epoch)"] == "99.70% ± 0.14%"
+    assert t2.loc["LeNet-5", "measured (best validation epoch)"] == "not yet run"
+    assert t2.loc["AlexNet, modified for 28x28", "n"] == 2
     r = figs.ratios(runs).set_index("quantity")
     assert r.loc["seconds per 50,000-image epoch", "measured ratio"] == pytest.approx(0.2)
     assert r.loc["parameters", "measured ratio"] == pytest.approx(786_346 / 21_589_706, abs=1e-3)

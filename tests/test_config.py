@@ -1,7 +1,11 @@
+import ast
+import json
+from pathlib import Path
+
 import pytest
 
 from hwrlib.config import ConfigError
-from hwrlib.experiments import P001Config, P002Config
+from hwrlib.experiments import P001Config, P002Config, experiment_config
 
 
 @pytest.mark.parametrize("params,name,fragment", [
@@ -41,3 +45,46 @@ def test_env_profile_overrides(monkeypatch):
     monkeypatch.setenv("HWR_PROFILE", "smoke")
     cfg = P002Config.from_params(profile="paper")
     assert cfg.profile == "smoke" and cfg.train_size == 512
+
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("00*.ipynb"))
+
+
+def _parameters_cell(path: Path) -> dict:
+    """The parameters cell's assignments, evaluated as literals: name -> default."""
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {node.target.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.AnnAssign)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:3])
+def test_notebook_parameters_are_the_dataclass_fields(path):
+    """The parameters cell is the one list: the same names and defaults as the config dataclass."""
+    cls = experiment_config(path.name)
+    cell = _parameters_cell(path)
+    assert sorted(cell) == sorted(cls.field_names())
+    assert cell == cls.defaults()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:3])
+def test_from_notebook_takes_the_cell_whole(path, monkeypatch):
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    cls = experiment_config(path.name)
+    namespace = {"In": [""], "Out": {}, "_i1": "", "json": json, **_parameters_cell(path)}  # what a kernel holds too
+    assert cls.from_notebook(namespace) == cls.from_params()
+    with pytest.raises(ConfigError, match="unknown parameter") as e:
+        cls.from_notebook({**namespace, "batchsize": 32})  # papermill -p batchsize 32: a typo
+    assert e.value.name == "batchsize" and "batch_size" in str(e.value)
+    missing = dict(namespace)
+    missing.pop("seed")
+    with pytest.raises(ConfigError, match="parameters cell does not set it"):
+        cls.from_notebook(missing)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_are_refused(value, monkeypatch):
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    with pytest.raises(ConfigError, match="finite") as e:
+        P002Config.from_params(lr=value)
+    assert e.value.name == "lr"

@@ -10,8 +10,18 @@ from hwrlib.baselines import deskew, run_baseline
 from hwrlib.config import ConfigError
 from hwrlib.data import load_mnist, subset
 from hwrlib.experiments import P003Config
-from hwrlib.experiments import lenet_variant_figures as figs
-from hwrlib.experiments.lenet_variant import eval_due, make_sgd, mse, train_run, train_runs
+from hwrlib.experiments import p003_figures as figs
+from hwrlib.experiments import run_experiment
+from hwrlib.experiments.p003_lenet_variant import eval_schedule, make_sgd, mse
+
+
+def train_runs(cfg, progress=False):
+    """The CNN runs of a point (its baselines left out)."""
+    return [r for r in run_experiment(cfg, progress) if r.config["model"] == "lenet_variant"]
+
+
+def train_run(cfg, progress=False):
+    return train_runs(cfg, progress)[0]
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.lenet_variant import GroupedLeNetVariant, parameter_readings
 from hwrlib.results import RunDir, load_runs
@@ -138,10 +148,11 @@ def test_cnn_learns_and_is_reproducible(mnist_ready, results_tmp, one_thread):
                   baselines=False)
     run = train_run(P003Config.from_params(**params), progress=False)
     h = run.history
-    assert h["iteration"].tolist() == list(range(0, 6 * 100 + 1, 100))
-    assert h["test_acc"].iloc[-1] > 0.5 > h["test_acc"].iloc[0] and h["train_mse"].iloc[-1] < h["train_mse"].iloc[1]
+    assert h["step"].tolist() == list(range(0, 6 * 100 + 1, 100))
+    assert h["test_acc"].iloc[-1] > 0.5 > h["test_acc"].iloc[0] and h["train_loss"].iloc[-1] < h["train_loss"].iloc[1]
+    assert run.final["final_test_acc"] == h["test_acc"].iloc[-1] and run.final["num_evals"] == len(h)
     again = train_run(P003Config.from_params(**params, results_dir=str(results_tmp / "again")), progress=False)
-    cols = ["train_mse", "train_acc", "test_mse", "test_acc"]
+    cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
     assert again.history[cols].equals(h[cols])
 
 
@@ -171,14 +182,15 @@ def test_grouped_network_is_its_replicas_side_by_side(subsampling):
 
 
 def test_grouped_update_in_chunks_is_the_full_batch_step():
-    from hwrlib.experiments.lenet_variant import Replicas
+    from hwrlib.experiments.p003_lenet_variant import Replicas
     cfg = P003Config.from_params(profile="smoke", replicas=2, lr=1.0, c1=10, c3=16)
     model = Replicas(cfg, torch.device("cpu"))
     assert model.chunk == 75  # 1,500 C1 maps / (2 replicas x 10 maps)
     full = GroupedLeNetVariant([model.net.replica(g) for g in range(2)])  # a copy, stepped on the whole batch
     b = 2 * model.chunk + 10  # two whole chunks and a short one
     x, y = torch.rand(b, 2, 28, 28), torch.randint(0, 10, (2, b))
-    losses, correct = model.update(make_sgd(model.net, 1.0, 0.0), x, y)
+    parts = model.update(make_sgd(model.net, 1.0, 0.0), x, y)
+    losses, correct = parts["loss"].tolist(), (parts["acc"] * b).round().long().tolist()
     out = full(x)
     opt = make_sgd(full, 1.0, 0.0)
     mse(out, y).sum().backward()
@@ -198,9 +210,9 @@ def test_replicas_train_as_their_lone_runs(mnist_ready, results_tmp, one_thread)
         alone = train_run(P003Config.from_params(**params, seed=seed), progress=False)
         assert "seed_group" not in alone.config and alone.path != run.path
         # same initialization, subsets and batch order: the curves agree up to float rounding
-        np.testing.assert_allclose(run.history["test_mse"], alone.history["test_mse"], rtol=1e-4)
+        np.testing.assert_allclose(run.history["test_loss"], alone.history["test_loss"], rtol=1e-4)
         assert run.history["train_acc"].equals(alone.history["train_acc"])
-    assert runs[0].history["test_mse"].iloc[-1] != runs[1].history["test_mse"].iloc[-1]  # different seeds
+    assert runs[0].history["test_loss"].iloc[-1] != runs[1].history["test_loss"].iloc[-1]  # different seeds
 
 
 def test_svm_search_on_precomputed_kernels_matches_grid_search(mnist_ready):
@@ -226,8 +238,8 @@ def _fake_run(root, setting: dict, seed: int, curve: list[float]) -> None:
     cfg = {**figs.DEFAULTS, **setting, "seed": seed, "profile": "paper"}
     rd = RunDir("003", cfg, root)
     rd.write_config()
-    rd.write_metrics([{"iteration": 10 * i, "epoch": i, "samples": 500 * i, "test_acc": a, "test_error": 1 - a,
-                       "train_acc": a, "train_mse_smoothed": 1 - a} for i, a in enumerate(curve)])
+    rd.write_metrics([{"epoch": i, "step": 10 * i, "samples": 500 * i, "test_acc": a, "test_error": 1 - a,
+                       "train_acc": a, "train_loss_smoothed": 1 - a} for i, a in enumerate(curve)])
     rd.write_final({"final_test_acc": curve[-1]})
 
 
@@ -256,7 +268,7 @@ def test_oscillation_measures_late_jitter():
 
 def test_evaluation_is_dense_early_then_per_epoch():
     cfg = P003Config.from_params(profile="smoke", eval_every=10, eval_dense_until=40)
-    due = [it for it in range(1, 121) if eval_due(cfg, it, updates_per_epoch=20)]
+    due = [it for it in range(1, 121) if eval_schedule(cfg)(it, 20)]
     assert due == [10, 20, 30, 40, 60, 80, 100, 120]
     with pytest.raises(ConfigError, match="'eval_dense_until'"):
         P003Config.from_params(eval_dense_until=-1)

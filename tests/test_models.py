@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from hwrlib.models import count_params, create_model, layer_table, list_models
-from hwrlib.summary import residual_adds
+from hwrlib.models import count_params, create_model, layer_table, list_models, residual_adds
 
 
 def conv(c_in, c_out, k, bias=True):

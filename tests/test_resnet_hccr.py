@@ -9,14 +9,13 @@ import torch
 import yaml
 
 from hwrlib.config import ConfigError
-from hwrlib.experiments import CONFIGS, P000Config
-from hwrlib.experiments.resnet_hccr import HCCRLoss, load_data, make_loaders, train_run, train_runs
-from hwrlib.experiments.resnet_hccr_figures import protocol_runs, summary_000, table1, window_mean
+from hwrlib.experiments import P000Config, experiment_config, run_experiment
+from hwrlib.experiments.p000_figures import protocol_runs, summary_000, table1, window_mean
+from hwrlib.experiments.p000_resnet_hccr import HCCRLoss, load_data, make_loaders
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.resnet_hccr import prod_a, shortcut_scalars
 from hwrlib.results import load_runs
-from hwrlib.train import make_optimizer
-from hwrlib.train_steps import fit_steps
+from hwrlib.train import fit, make_optimizer, score
 from test_models import inception_hccr_params, resnet_hccr_params
 
 SMALL = ((4, 8), (5, 16), (5, 32), (4, 64))  # width 0.125
@@ -54,7 +53,7 @@ def test_scalars_learned_in_improved_fixed_in_plain():
     x = torch.rand(3, 1, 108, 108)
     improved.eval(), plain.eval()
     assert torch.allclose(improved(x), plain(x))
-    loss = HCCRLoss(improved, 0.4, 1e-4, 0.0)(improved.train(), x, torch.tensor([0, 1, 2]))["total"]
+    loss = HCCRLoss(improved, 0.4, 1e-4, 0.0)(improved.train(), x, torch.tensor([0, 1, 2]))["loss"]
     loss.backward()
     a = [m.a for m in improved.modules() if hasattr(m, "learned")]
     assert all(p.requires_grad and p.grad is not None and p.grad != 0 for p in a)
@@ -90,11 +89,11 @@ def test_aux_head_is_part_of_the_training_loss():
     torch.manual_seed(1)
     with_aux = HCCRLoss(model, 0.4, 0.0, 0.0)(model, x, y)
     no_aux = HCCRLoss(model, 0.0, 0.0, 0.0)(model, x, y)
-    assert with_aux["total"].item() == pytest.approx(no_aux["total"].item() + 0.4 * with_aux["auxiliary"].item(),
+    assert with_aux["loss"].item() == pytest.approx(no_aux["loss"].item() + 0.4 * with_aux["auxiliary"].item(),
                                                      rel=1e-4)
-    with_aux["total"].backward()
+    with_aux["loss"].backward()
     assert model.aux.fc.weight.grad.abs().sum() > 0
-    assert set(with_aux) == {"softmax", "auxiliary", "weight_decay", "prod", "regularization", "total"}
+    assert set(with_aux) == {"softmax", "auxiliary", "weight_decay", "prod", "regularization", "loss"}
 
 
 def test_window_mean_by_hand():
@@ -129,13 +128,21 @@ def test_bad_parameter_is_named(params, name, fragment, monkeypatch):
 
 def test_profiles_and_explicit_length(monkeypatch):
     monkeypatch.delenv("HWR_PROFILE", raising=False)
-    assert CONFIGS["000"] is P000Config
+    assert experiment_config("000") is P000Config
     paper = P000Config.from_params(profile="paper")
     assert (paper.width, paper.num_steps, paper.num_epochs) == (1.0, 600_000, None)
     quick = P000Config.from_params(num_steps=50)  # a length given replaces the profile's
     assert (quick.num_steps, quick.num_epochs) == (50, None)
     assert P000Config.from_params(prod_weight=0.0).demo_counterpart().prod_weight == 1.0
     assert P000Config.from_params(model="inception_hccr").demo_counterpart() is None
+
+
+def train_runs(cfg):
+    return run_experiment(cfg, progress=False)
+
+
+def train_run(cfg):
+    return train_runs(cfg)[0]
 
 
 def _smoke(results_tmp, **kw):
@@ -155,7 +162,10 @@ def test_smoke_run_writes_a_complete_folder(results_tmp, one_thread):
     assert len(final["final_a"]) == 18 and final["final_prod_a"] == pytest.approx(math.prod(final["final_a"]))
     assert yaml.safe_load((run.path / "config.yaml").read_text())["dataset"] == "synth"
     assert list(run.history["step"]) == [2, 4] and {"val_top5", "test_top5", "prod_a"} <= set(run.history)
-    assert len(run.steps) == 4 and {"softmax", "auxiliary", "regularization", "total", "a_18"} <= set(run.steps)
+    steps = run.table("steps")
+    assert len(steps) == 4 and {"softmax", "auxiliary", "regularization", "loss", "a_18"} <= set(steps)
+    assert final["final_test_acc"] == run.history["test_acc"].iloc[-1]
+    assert final["best_val_test_acc"] == run.history.loc[run.history["val_acc"].idxmax(), "test_acc"]
     frame = load_runs(results_tmp, "000")
     assert len(frame) == 2
     t = table1(frame).set_index("model")
@@ -172,7 +182,7 @@ def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
     again = again.history.drop(columns="seconds")
     pd.testing.assert_frame_equal(first, again)
 
-    def fit(checkpoint, stop_after=None):
+    def fit_hccr(checkpoint, stop_after=None):
         torch.manual_seed(0)
         model = create_model("resnet_hccr", num_classes=10, width=0.125)
         train, loaders = make_loaders(cfg, *load_data(cfg), torch.device("cpu"))
@@ -186,13 +196,15 @@ def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
         def counted(*args):
             calls.append(1)
             return loss(*args)
-        out = fit_steps(model, counted, train, loaders, opt, 6, torch.device("cpu"), eval_every=2,
-                        checkpoint=checkpoint, on_eval=stop, progress=False)
+        cpu = torch.device("cpu")
+        out = fit(model, train, opt, cpu, num_steps=6, loss_parts=counted, eval_at=lambda s, _: s > 0 and s % 2 == 0,
+                  evaluate_fn=lambda m: score(m, loaders, cpu, topk=5), log_every=1, checkpoint=checkpoint,
+                  on_eval=stop, progress=False)
         return out, len(calls)
-    full, n_full = fit(None)
+    full, n_full = fit_hccr(None)
     with pytest.raises(KeyboardInterrupt):
-        fit(tmp_path / "ckpt.pt", stop_after=1)  # stops at step 2, in mid-epoch
-    resumed, n_resumed = fit(tmp_path / "ckpt.pt")
+        fit_hccr(tmp_path / "ckpt.pt", stop_after=1)  # stops at step 2, in mid-epoch
+    resumed, n_resumed = fit_hccr(tmp_path / "ckpt.pt")
     assert (n_full, n_resumed) == (6, 4)  # the resumed run trained only the steps after the checkpoint
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(resumed[0]) == strip(full[0]) and resumed[1] == full[1]
@@ -208,7 +220,7 @@ def test_table1_judges_only_real_hwdb_runs():
                           row("inception_hccr", "hwdb", 0.10, 0.20, flip=False)])  # an ablation run
     t = table1(protocol_runs(frame)).set_index(["model", "data"])
     assert t.loc[("Improved residual model", "CASIA-HWDB1.1"), "verdict"] == "reproduced"
-    assert t.loc[("Improved residual model", "CASIA-HWDB1.1"), "measured top-1"] == "94.30% ± 0.14 (n=2)"
+    assert t.loc[("Improved residual model", "CASIA-HWDB1.1"), "measured top-1"] == "94.30% ± 0.14% (n=2)"
     assert t.loc[("ResNet", "CASIA-HWDB1.1"), "verdict"] == "not reproduced"
     assert t.loc[("Inception", "CASIA-HWDB1.1"), "verdict"] == "not yet run"
     assert t.loc[("Improved residual model", "synth-hwdb (SYNTHETIC)"), "verdict"] == "not comparable (SYNTHETIC data)"

@@ -1,10 +1,15 @@
+import hashlib
 import json
 import os
+import re
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from hwrlib import results
-from hwrlib.experiments import P001Config, P002Config
+from hwrlib.experiments import P001Config, P002Config, run_dirs
 from hwrlib.results import RunDir, atomic_write_text, load_runs, run_id
 
 
@@ -23,25 +28,34 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
 
 def test_run_id_is_stable_and_tracks_identity():
     cfg = P002Config.from_params(profile="paper", seed=3)
-    a = cfg.run_config("pytorch_cnn", None)
+    a = cfg.record()
     assert run_id(a) == run_id(dict(reversed(list(a.items()))))
-    assert run_id(a) == run_id(P002Config.from_params(profile="paper", seed=3).run_config("pytorch_cnn", None))
+    assert run_id(a) == run_id(P002Config.from_params(profile="paper", seed=3).record())
     assert run_id(a).startswith("paper-pytorch_cnn-s3-")
     # where a run happens does not change what it is
     assert run_id({**a, "device": "cuda", "results_dir": "/x", "data_dir": "/y"}) == run_id(a)
     assert run_id({**a, "lr": 0.01}) != run_id(a)
-    assert run_id(cfg.run_config("lenet5", None)) != run_id(a)
+    assert run_id(cfg.for_model("lenet5").record()) != run_id(a)
+    # which other runs a point trains beside this one does not change what this run is
+    assert P002Config.from_params(profile="paper", seed=3, compare_models=[]).record() == a
+
+
+def test_fields_of_other_models_do_not_split_a_run():
+    # activation is the 002 CNN's: LeNet-5 trained beside a tanh CNN is the same run as beside a ReLU one
+    relu = P002Config.from_params(profile="paper").runs()
+    tanh = P002Config.from_params(profile="paper", activation="tanh").runs()
+    assert relu[0].record() != tanh[0].record() and relu[1].record() == tanh[1].record()
 
 
 def test_run_dirs_differ_between_papers(results_tmp):
-    assert P001Config.from_params().run_dirs()[0].path.parent.name == "001"
+    assert run_dirs(P001Config.from_params())[0].path.parent.name == "001"
     # quick: the main run on all images, then main and lenet5 on the 3,000-image comparison subset
-    quick = P002Config.from_params(compare_models=["lenet5"]).planned_runs()
+    quick = [(c.model, c.train_size) for c in P002Config.from_params(compare_models=["lenet5"]).runs()]
     assert quick == [("pytorch_cnn", None), ("pytorch_cnn", 3000), ("lenet5", 3000)]
     # paper: the comparison uses all images, so the main run is shared
     paper = P002Config.from_params(profile="paper", compare_models=["lenet5"])
-    assert [d.id.split("-")[1] for d in paper.run_dirs()] == ["pytorch_cnn", "lenet5"]
-    assert P002Config.from_params(compare_models=[]).planned_runs() == [("pytorch_cnn", None)]
+    assert [d.id.split("-")[1] for d in run_dirs(paper)] == ["pytorch_cnn", "lenet5"]
+    assert [(c.model, c.train_size) for c in P002Config.from_params(compare_models=[]).runs()] == [("pytorch_cnn", None)]
 
 
 def test_load_runs_skips_unfinished(results_tmp):
@@ -61,3 +75,36 @@ def test_load_runs_skips_unfinished(results_tmp):
 def test_environment_records_versions():
     env = results.environment()
     assert env["torch"].startswith("2.") and env["python"].count(".") == 2
+
+
+def _committed_runs():
+    root = Path(__file__).parents[1] / "results" / "runs"
+    return sorted(p.parent for p in root.glob("*/*/final.json"))
+
+
+def test_every_record_field_and_column_is_documented():
+    readme = (Path(__file__).parents[1] / "results" / "README.md").read_text()
+    documented = set(re.findall(r"`([a-z_0-9]+)`", readme))
+    fields, columns = set(), set()
+    for run in _committed_runs():
+        fields |= set(json.loads((run / "final.json").read_text()))
+        columns |= set(pd.read_csv(run / "metrics.csv", nrows=0).columns)
+    columns = {c for c in columns if not re.fullmatch(r"a_\d+", c)}  # a_1 .. a_18: one row of the table
+    assert fields and columns
+    assert fields <= documented, sorted(fields - documented)
+    assert columns <= documented, sorted(columns - documented)
+
+
+def test_committed_final_test_acc_is_the_last_evaluation():
+    runs = _committed_runs()
+    assert len(runs) > 60
+    for run in runs:
+        final = json.loads((run / "final.json").read_text())
+        metrics = (run / "metrics.csv").read_bytes()
+        last = pd.read_csv(run / "metrics.csv").iloc[-1]
+        assert final["final_test_acc"] == last["test_acc"], run
+        assert final["num_evals"] == len(pd.read_csv(run / "metrics.csv")), run
+        assert final["metrics_sha256"] == hashlib.sha256(metrics).hexdigest(), run
+        # the folder's name is the id of its config: the planner finds it
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert run_id({k: v for k, v in config.items() if k != "paper"}) == run.name, run

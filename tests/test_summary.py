@@ -5,7 +5,7 @@ import pytest
 
 from hwrlib.summary import claims_table, evaluate, load_claims
 
-CLAIM = {"id": "t", "paper": "002", "kind": "metric", "metric": "final_test_acc", "claimed": 0.9931,
+CLAIM = {"id": "t", "paper": "002", "text": "t", "source": "s", "kind": "metric", "metric": "final_test_acc", "claimed": 0.9931,
          "tolerance": 0.002, "where": {"model": "pytorch_cnn", "profile": "paper", "train_size": None}}
 
 
@@ -25,8 +25,27 @@ def test_unmatched_runs_are_not_yet_run():
     assert evaluate(CLAIM, runs(0.993, profile="quick"))["verdict"] == "not yet run"
     assert evaluate(CLAIM, runs(0.993, train_size=3000))["verdict"] == "not yet run"
     assert evaluate(CLAIM, pd.DataFrame())["verdict"] == "not yet run"
-    # a paper notebook can set its quick run beside the claim
-    assert evaluate(CLAIM, runs(0.993, profile="quick"), ignore=("profile",))["verdict"] == "reproduced"
+    # a paper notebook can set its quick run beside the claim, as an indication: never a verdict
+    quick = evaluate(CLAIM, runs(0.993, profile="quick"), ignore=("profile",))
+    assert quick["verdict"] == "indication only" and quick["mean"] == pytest.approx(0.993)
+
+
+def test_a_notebook_at_another_profile_gets_no_verdict(monkeypatch):
+    monkeypatch.setattr("hwrlib.summary.load_claims", lambda paper=None: [CLAIM])
+    quick = claims_table(runs(0.993, profile="quick"), "002", profile="quick").iloc[0]
+    assert quick["verdict"] == "indication only" and quick["measured"] == "99.30%"
+    paper = claims_table(runs(0.993), "002", profile="paper").iloc[0]
+    assert paper["verdict"] == "reproduced"
+
+
+def test_a_comparison_row_never_shows_half_of_itself(monkeypatch):
+    comp = {**CLAIM, "kind": "comparison", "than": {"model": "resnet18", "profile": "paper"}}
+    monkeypatch.setattr("hwrlib.summary.load_claims", lambda paper=None: [comp])
+    row = claims_table(runs(0.99), "002").iloc[0]
+    assert row["measured"] == "99.00% vs not yet run" and row["verdict"] == "not yet run"
+    both = claims_table(pd.concat([runs(0.99), runs(0.98, model="resnet18")]), "002").iloc[0]
+    assert both["measured"] == "99.00% vs 98.00%" and both["verdict"] == "reproduced"
+    assert claims_table(pd.DataFrame(), "002").iloc[0]["measured"] == "not yet run"
 
 
 def test_comparison_and_ratio():

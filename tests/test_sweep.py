@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from hwrlib import sweep
-from hwrlib.experiments import P002Config, P003Config
+from hwrlib.experiments import P001Config, P002Config, P003Config, run_dirs
 from hwrlib.results import load_runs
 
 NOTEBOOK = str(Path(__file__).parents[1] / "notebooks" / "002_pytorch_cnn_mnist.ipynb")
@@ -45,8 +45,27 @@ def test_a_point_inside_a_larger_point_is_planned_once(tmp_path):
     grid = {"baselines": False, "lr": [0.5, 1.0], "seed": 0, "replicas": 2}
     planned = sweep.plan(NOTEBOOK_003, [grid, table1], str(tmp_path))
     assert [(p["params"]["lr"] if "lr" in p["params"] else "table1") for p in planned] == [0.5, "table1"]
-    table1_dirs = P003Config.from_params(**table1, results_dir=str(tmp_path)).run_dirs()
+    table1_dirs = run_dirs(P003Config.from_params(**table1, results_dir=str(tmp_path)))
     assert len(table1_dirs) == 2 + 2 * 3 and planned[1]["out_dir"] == str(table1_dirs[0].path)
+
+
+def test_a_point_whose_comparison_runs_are_missing_is_run(tmp_path, monkeypatch):
+    # the sweep plans from the notebook's defaults (compare_models: the residual version): a complete main run
+    # alone does not make the point complete
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    cfg = P001Config.from_params(profile="paper", results_dir=str(tmp_path))
+    main, compared = run_dirs(cfg)
+    assert compared.config["model"] == "blog_resnet"
+    main.write_config()
+    main.write_metrics([{"epoch": 1, "test_acc": 0.99}])
+    main.write_final({"final_test_acc": 0.99})
+    nb = str(Path(NOTEBOOK).with_name("001_blog_resnet_mnist.ipynb"))
+    [point] = sweep.plan(nb, {"profile": "paper"}, str(tmp_path))
+    assert point["status"] == "todo"
+    compared.write_config()
+    compared.write_metrics([{"epoch": 1, "test_acc": 0.99}])
+    compared.write_final({"final_test_acc": 0.99})
+    assert sweep.plan(nb, {"profile": "paper"}, str(tmp_path))[0]["status"] == "skipped"
 
 
 def test_two_point_grid_on_local_cluster(mnist_ready, results_tmp, monkeypatch, tmp_path, capsys):

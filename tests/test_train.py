@@ -8,10 +8,14 @@ import pytest
 import torch
 
 from hwrlib.data import TensorLoader, load_mnist
-from hwrlib.experiments import P002Config, train_run
+from hwrlib.experiments import P002Config, run_dirs, run_experiment
 from hwrlib.models import create_model
 from hwrlib.results import load_runs
-from hwrlib.train import evaluate, fit, make_optimizer, resolve_device
+from hwrlib.train import evaluate, fit, make_optimizer, resolve_device, score
+
+
+def train_run(cfg, progress=False):
+    return run_experiment(cfg, progress)[0]
 
 
 def _loaders(n=512, seed=0):
@@ -26,8 +30,9 @@ def _fit(tmp_path=None, epochs=2, seed=0, name="pytorch_cnn", on_epoch=None, ckp
     model = create_model(name)
     train, test = _loaders(seed=seed)
     opt = make_optimizer("adam", model.parameters(), 1e-3)
-    h = fit(model, train, test, opt, epochs, torch.device("cpu"), seed=seed, checkpoint=ckpt,
-            on_epoch=on_epoch, progress=False)
+    cpu = torch.device("cpu")
+    h, _ = fit(model, train, opt, cpu, num_steps=epochs * len(train), evaluate_fn=lambda m: score(m, {"test": test}, cpu),
+               seed=seed, checkpoint=ckpt, on_eval=on_epoch and (lambda evals, _: on_epoch(evals)), progress=False)
     return model, h
 
 
@@ -37,7 +42,9 @@ def test_loss_falls_on_real_mnist(mnist_ready):
     train, test = _loaders()
     before = evaluate(model, test, torch.device("cpu"))
     opt = make_optimizer("adam", model.parameters(), 1e-3)
-    h = fit(model, train, test, opt, 1, torch.device("cpu"), progress=False)  # 16 steps
+    cpu = torch.device("cpu")
+    h, _ = fit(model, train, opt, cpu, num_steps=len(train), evaluate_fn=lambda m: score(m, {"test": test}, cpu),
+               progress=False)  # 16 steps
     assert h[0]["test_loss"] < 0.7 * before["loss"]
     assert h[0]["test_acc"] > before["acc"] + 0.3
 
@@ -75,11 +82,11 @@ def test_interrupted_then_resumed_equals_uninterrupted(mnist_ready, one_thread, 
 
 def test_killed_run_resumes_and_is_never_a_result(mnist_ready, one_thread, results_tmp):
     """SIGKILL a training process after its first checkpoint, rerun: it resumes, and only then counts."""
-    params = dict(model="lenet5", num_epochs=3, train_size=6000, test_size=1000, seed=0, profile="quick")
-    code = ("from hwrlib.experiments import P002Config, train_run;"
-            f"train_run(P002Config.from_params(**{params!r}), progress=False)")
+    params = dict(model="lenet5", compare_models=[], num_epochs=3, train_size=6000, test_size=1000, seed=0, profile="quick")
+    code = ("from hwrlib.experiments import P002Config, run_experiment;"
+            f"run_experiment(P002Config.from_params(**{params!r}), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HWR_NUM_THREADS": "1"})
-    run_dir = P002Config.from_params(**params).run_dirs()[0]
+    run_dir = run_dirs(P002Config.from_params(**params))[0]
     deadline = time.time() + 120
     while not run_dir.checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -107,5 +114,5 @@ def test_device_resolution():
 def test_bad_optimizer_and_epochs():
     with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
         make_optimizer("adamw", create_model("lenet5").parameters(), 0.1)
-    with pytest.raises(ValueError, match="num_epochs"):
+    with pytest.raises(ValueError, match="num_steps"):
         _fit(epochs=0)

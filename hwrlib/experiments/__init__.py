@@ -1,21 +1,15 @@
-"""Experiment configs and runners, one per paper, found by the paper's key."""
-from pathlib import Path
+"""Experiments, one per paper, registered by the paper's key (``"000"`` .. ``"004"``).
 
-from .alexnet_ir import P004Config
-from .lenet_variant import P003Config
-from .mnist_cnn import P001Config, P002Config, Run, runs_frame, train_run
-from .resnet_hccr import P000Config
+``p00N_*.py`` holds paper N's config and training, ``p00N_figures.py`` its tables, figures and curve claims;
+its models are in ``hwrlib/models`` (see each config's docstring). :mod:`.registry` plans and runs any of them.
+"""
+from .p000_resnet_hccr import P000Config
+from .p001_blog import P001Config
+from .p002_pytorch_cnn import P002Config
+from .p003_lenet_variant import P003Config
+from .p004_alexnet_ir import P004Config
+from .registry import (Job, create_experiment, experiment_config, list_experiments, plan, run_dirs,
+                       run_experiment)
 
-CONFIGS = {c.paper: c for c in (P000Config, P001Config, P002Config, P003Config, P004Config)}
-
-
-def config_for_notebook(path) -> type:
-    """The config class of a notebook, from its name's paper prefix (``002_pytorch_cnn_mnist.ipynb`` -> 002)."""
-    key = Path(path).name.split("_")[0]
-    if key not in CONFIGS:
-        raise ValueError(f"no experiment config for notebook {path}; known paper prefixes: {', '.join(sorted(CONFIGS))}")
-    return CONFIGS[key]
-
-
-__all__ = ["P000Config", "P001Config", "P002Config", "P003Config", "P004Config", "Run", "runs_frame", "train_run",
-           "CONFIGS", "config_for_notebook"]
+__all__ = ["P000Config", "P001Config", "P002Config", "P003Config", "P004Config", "Job", "create_experiment",
+           "experiment_config", "list_experiments", "plan", "run_dirs", "run_experiment"]

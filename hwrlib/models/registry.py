@@ -79,3 +79,14 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 1, 28, 28)):
     rows += [{"layer": n, "type": type(m).__name__, "output": None, "params": sum(p.numel() for p in m.parameters())}
              for n, m in leaves.items() if n not in ran and any(True for _ in m.parameters())]
     return pd.DataFrame(rows)
+
+
+def residual_adds(model: nn.Module) -> int:
+    """Additions in the traced forward pass whose both inputs are tensors: skip connections."""
+    import operator
+
+    import torch.fx
+    adds = {operator.add, operator.iadd, "add", "add_"}
+    graph = torch.fx.symbolic_trace(model).graph
+    return sum(1 for n in graph.nodes if n.op in ("call_function", "call_method") and n.target in adds
+               and len(n.args) == 2 and all(isinstance(a, torch.fx.Node) for a in n.args))

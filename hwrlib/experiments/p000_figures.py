@@ -1,0 +1,216 @@
+"""Table 1 and Fig. 3 of paper 000, and the prod a_i curves, rebuilt from the results store (nothing trains).
+
+Curves are smoothed with the paper's window mean (eq. 8/9). Runs on the synthetic stand-in are
+labelled SYNTHETIC everywhere and get no verdict: only runs on CASIA-HWDB1.1 are judged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..results import Run
+from ..summary import fmt_mean_sd, load_claims, select, within
+
+PARTS = ("softmax", "auxiliary", "regularization", "loss")  # Fig. 3 (a)-(d); "loss" is the total
+AUGMENT = ("flip", "scale", "pca_noise")
+MODEL_LABELS = {"inception_hccr": "Inception", "resnet_hccr_plain": "ResNet", "resnet_hccr": "Improved residual model"}
+# claim ids of Table 1 per model: (top-1, top-5)
+TABLE1 = {"inception_hccr": ("000.inception.top1", "000.inception.top5"),
+          "resnet_hccr_plain": ("000.resnet.top1", "000.resnet.top5"),
+          "resnet_hccr": ("000.improved.top1", "000.improved.top5")}
+QUOTED = {"Affinity-propagation clustering [4]": "000.ref.ap_clustering", "DLQDF [8]": "000.ref.dlqdf"}
+# published numbers set beside Table 1 as context only (never judged)
+ANCHORS = [
+    {"method": "MQDF, trained on HWDB1.1 (Liu et al. 2013, Pattern Recognition 46)", "top1": 0.8955,
+     "test set": "HWDB1.1 test"},
+    {"method": "CNN with global weighted average pooling (Li et al. 2018, arXiv:1804.01259)", "top1": 0.971,
+     "test set": "ICDAR-2013 offline competition set (not HWDB1.1 test)"},
+]
+
+
+def window_mean(values, i: int, paper_divisor: bool = False) -> np.ndarray:
+    """Eq. 8/9: the value at step s is the mean of the values at s-i .. s+i.
+
+    The paper prints the sum of those 2i+1 values divided by 2i, which inflates every point by
+    (2i+1)/(2i); we read it as a mean (divisor 2i+1) and near the ends average the values that exist.
+    ``paper_divisor=True`` divides by 2i as printed and leaves the ends (incomplete windows) NaN.
+    """
+    v = np.asarray(values, dtype=float)
+    if i < 0:
+        raise ValueError(f"window half-width i must be >= 0, got {i}")
+    if i == 0 or len(v) == 0:
+        return v.copy()
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    idx = np.arange(len(v))
+    lo, hi = np.clip(idx - i, 0, len(v)), np.clip(idx + i + 1, 0, len(v))
+    sums = c[hi] - c[lo]
+    if not paper_divisor:
+        return sums / (hi - lo)
+    return np.where((idx - i >= 0) & (idx + i < len(v)), sums / (2 * i), np.nan)
+
+
+def _label(config: dict) -> str:
+    data = "SYNTHETIC" if config.get("dataset") == "synth" else "HWDB1.1"
+    return f"{MODEL_LABELS.get(config['model'], config['model'])}, prod_weight {config['prod_weight']:g} ({data})"
+
+
+def plot_losses(runs: list, i: int = 10, title: str = ""):
+    """Fig. 3 rebuilt: the four loss parts per logged step, raw (faint) and window-mean smoothed (eq. 8)."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
+    for run in runs:
+        s = run.table("steps")
+        for ax, part in zip(axes, PARTS):
+            line, = ax.plot(s["step"], s[part], alpha=0.25, lw=0.8)
+            ax.plot(s["step"], window_mean(s[part], i), color=line.get_color(), label=_label(run.config))
+    for ax, part, letter in zip(axes, PARTS, "abcd"):
+        ax.set(title=f"({letter}) {'total' if part == 'loss' else part} loss", xlabel="step", yscale="log" if part == "regularization" else "linear")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or f"Fig. 3 rebuilt: loss parts, window mean i = {i} (eq. 8)")
+    return fig
+
+
+def plot_scalars(runs: list, title: str = ""):
+    """prod a_i per logged step for each run (left), and each a_i of the first run (right)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 3.8), layout="constrained")
+    steps = [(run, run.table("steps")) for run in runs]
+    for run, s in steps:
+        if "prod_a" in s:
+            ax1.plot(s["step"], s["prod_a"], label=_label(run.config))
+    ax1.axhline(1, color="gray", ls=":")
+    ax1.set(title="prod a_i (the shortcut path's gain, eq. 6)", xlabel="step", ylabel="prod a_i")
+    ax1.legend(fontsize=7)
+    first, s = next(((r, s) for r, s in steps if "prod_a" in s), (None, None))
+    if first is not None:
+        a = s.filter(regex=r"^a_\d+$")
+        colours = plt.cm.viridis(np.linspace(0, 1, a.shape[1]))
+        for col, colour in zip(a, colours):
+            ax2.plot(s["step"], a[col], color=colour, lw=0.9)
+        ax2.set(title=f"each a_i (unit 1 dark -> {a.shape[1]} light): {_label(first.config)}", xlabel="step",
+                ylabel="a_i")
+    fig.suptitle(title)
+    return fig
+
+
+def _claims() -> dict[str, dict]:
+    return {c["id"]: c for c in load_claims("000")}
+
+
+def _measured(runs: pd.DataFrame, model: str, metric: str) -> pd.Series:
+    if runs.empty or "model" not in runs:
+        return pd.Series(dtype=float)
+    return runs.loc[runs["model"] == model, metric].dropna() if metric in runs else pd.Series(dtype=float)
+
+
+def table1(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: claimed top-1/top-5 beside the measured mean (± std over runs), the data used and a verdict.
+
+    ``runs``: rows of ``load_runs`` (or ``runs_frame``) of paper 000, already restricted to the runs to show.
+    The verdict is given only on CASIA-HWDB1.1; on synth-hwdb it reads "not comparable (SYNTHETIC data)".
+    """
+    claims, rows = _claims(), []
+    datasets = sorted(set(runs["dataset"])) if not runs.empty and "dataset" in runs else []
+    for model, (c1, c5) in TABLE1.items():
+        for data in datasets or [None]:
+            sel = runs[runs["dataset"] == data] if data else runs.iloc[0:0]
+            top1, top5 = _measured(sel, model, "final_test_acc"), _measured(sel, model, "final_test_top5")
+            if top1.empty:
+                verdict = "not yet run"
+            elif data == "synth":
+                verdict = "not comparable (SYNTHETIC data)"
+            else:
+                ok = within(claims[c1], top1.mean()) and within(claims[c5], top5.mean())
+                verdict = "reproduced" if ok else "not reproduced"
+            rows.append({"model": MODEL_LABELS[model], "claimed top-1": f"{100 * claims[c1]['claimed']:.2f}%",
+                         "claimed top-5": f"{100 * claims[c5]['claimed']:.2f}%",
+                         "measured top-1": fmt_mean_sd(top1, "test_acc", n=True),
+                         "measured top-5": fmt_mean_sd(top5, "test_acc", n=True),
+                         "data": {"synth": "synth-hwdb (SYNTHETIC)", "hwdb": "CASIA-HWDB1.1"}.get(data, ""),
+                         "verdict": verdict})
+    for name, cid in QUOTED.items():
+        rows.append({"model": name, "claimed top-1": f"{100 * claims[cid]['claimed']:.2f}%", "claimed top-5": "—",
+                     "measured top-1": "", "measured top-5": "", "data": "quoted by the paper", "verdict": "reference"})
+    return pd.DataFrame(rows)
+
+
+def same_protocol(runs: pd.DataFrame, cfg) -> pd.DataFrame:
+    """The runs that differ from ``cfg`` (a P000Config) only by model and seed: Table 1's comparison.
+
+    The product term belongs to resnet_hccr alone, so its ``prod_demo`` counterpart is left out.
+    """
+    if runs.empty:
+        return runs
+    fixed = {k: v for k, v in cfg.record().items() if k not in ("model", "seed", "prod_weight", "device")}
+    sel = select(runs, fixed)
+    return sel[(sel["model"] != "resnet_hccr") | (sel["prod_weight"] == cfg.prod_weight)]
+
+
+def protocol_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with the paper's augmentation all on, without resnet_hccr's runs whose product term is off."""
+    if runs.empty:
+        return runs
+    keep = pd.Series(True, index=runs.index)
+    for k in AUGMENT:
+        keep &= runs[k].fillna(False).astype(bool) if k in runs else keep
+    return runs[keep & ~((runs["model"] == "resnet_hccr") & (runs["prod_weight"] == 0))]
+
+
+def augmentation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean test top-1/top-5 (%) and the number of runs per model, dataset and augmentation switches."""
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs[~((runs["model"] == "resnet_hccr") & (runs["prod_weight"] == 0))]
+    g = runs.groupby(["model", "dataset", *AUGMENT])
+    return pd.DataFrame({"top-1 (%)": g.final_test_acc.mean().mul(100).round(2),
+                         "top-5 (%)": g.final_test_top5.mean().mul(100).round(2), "runs": g.size()}).reset_index()
+
+
+def anchors() -> pd.DataFrame:
+    """Published results as context (different methods, some on a different test set): never judged."""
+    return pd.DataFrame(ANCHORS).assign(top1=lambda d: d["top1"].map(lambda v: f"{100 * v:.2f}%"))
+
+
+def runs_from_frame(runs: pd.DataFrame) -> list[Run]:
+    """The runs of a ``load_runs`` frame that have a ``steps.csv``, as :class:`~hwrlib.results.Run` objects."""
+    from ..results import RunDir
+    return [RunDir.at(p).read() for p in runs["run_path"] if (Path(p) / "steps.csv").exists()]
+
+
+def summary_000(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
+    """The summary notebook's 000 section: Table 1, then Fig. 3 and prod a_i of the resnet_hccr runs."""
+    from IPython.display import Markdown, display
+    sel = runs[runs["paper"] == "000"] if not runs.empty and "paper" in runs else pd.DataFrame()
+    if sel.empty:
+        display(Markdown("**000**: no runs yet (`make reproduce` trains the quick profile on synth-hwdb)."))
+        display(table1(sel))
+        return
+    profile = verdict_profile if (sel["profile"] == verdict_profile).any() else sel["profile"].iloc[0]
+    sel = sel[sel["profile"] == profile]
+    display(Markdown(f"**000, {profile} profile**, {len(sel)} runs. Rows on synth-hwdb are SYNTHETIC data: "
+                     "no verdict against the paper's CASIA-HWDB1.1 numbers. Table 1 uses the runs with the paper's "
+                     "augmentation on."))
+    display(table1(protocol_runs(sel)))
+    display(Markdown("Augmentation ablation (flip changes a character's meaning):"))
+    display(augmentation_table(sel))
+    curves = runs_from_frame(sel[sel["model"] == "resnet_hccr"].drop_duplicates("prod_weight"))
+    if curves:
+        plot_losses(curves, title=f"000 Fig. 3 rebuilt ({profile} profile)")
+        plot_scalars(curves, title=f"000: prod a_i ({profile} profile)")
+        plt.show()
+
+
+def show_samples(loaders: dict, n: int = 12, title: str = ""):
+    """Rows of ``n`` 108x108 canvases, one row per loader (e.g. plain and augmented), titled by class index."""
+    fig, axes = plt.subplots(len(loaders), n, figsize=(n * 1.0, len(loaders) * 1.25), squeeze=False)
+    for row, (name, loader) in zip(axes, loaders.items()):
+        x, y = next(iter(loader))
+        for ax, img, lab in zip(row, x[:n, 0], y[:n]):
+            ax.imshow(img.cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"#{int(lab)}", fontsize=8)
+        row[0].text(-0.15, 0.5, name, transform=row[0].transAxes, ha="right", va="center", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(title)
+    return fig

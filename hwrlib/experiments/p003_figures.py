@@ -1,0 +1,296 @@
+"""Figures 4-7 and the curve claims of paper 003, rebuilt from the results store (nothing trains here).
+
+Convergence speed is the mean test error over training (:func:`mean_error`), compared between settings
+with their spread over seeds: an ordering counts when each difference exceeds twice its standard error,
+is *not reproduced* when one is reversed by that much, and *inconclusive* otherwise.
+
+The paper's x-axis is "iterations" (迭代次数) without saying whether one is a mini-batch update or a
+pass over the 2,000 images. Every figure can be drawn against either (``x="epoch"`` or
+``x="iteration"``), and each claim is judged under the reading its own text supports (see
+:data:`READINGS`); the other reading is reported beside it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from ..results import load_metrics
+from ..summary import fmt_mean_sd, select, verdict_result
+
+# the default point every grid varies one parameter away from
+DEFAULTS = {"model": "lenet_variant", "c1": 6, "c3": 12, "batch_size": 50, "lr": 1.0, "weight_decay": 0.0,
+            "subsampling": "toolbox", "train_size": 2000, "test_size": 1000}
+GRIDS = {"batch_size": [50, 100, 200], "filters": [(2, 8), (6, 12), (10, 16)], "lr": [0.2, 0.5, 1.0, 1.2, 2.0]}
+XLABEL = {"epoch": "epochs (passes over the training subset)", "step": "iterations (mini-batch updates)",
+          "samples": "training samples seen"}
+# the two readings of the paper's "iterations": the metrics.csv column each is counted in
+READINGS = ("epoch", "step")
+
+
+def grid_runs(runs: pd.DataFrame, grid: str) -> pd.DataFrame:
+    """The runs of one grid (``batch_size``, ``filters`` or ``lr``) with a ``setting`` label column."""
+    if runs.empty:
+        return runs
+    fixed = {k: v for k, v in DEFAULTS.items()
+             if not (k == grid or (grid == "filters" and k in ("c1", "c3")))}
+    sel = select(runs, fixed)
+    if sel.empty:  # e.g. only other papers' runs: they lack the 003 columns used below
+        return sel
+    if grid == "filters":
+        keep = sel[["c1", "c3"]].apply(tuple, axis=1).isin(GRIDS["filters"])
+        sel = sel[keep].assign(setting=sel["c1"].astype(int).astype(str) + "-" + sel["c3"].astype(int).astype(str))
+    else:
+        sel = sel[sel[grid].isin(GRIDS[grid])]
+        sel = sel.assign(setting=sel[grid].map(lambda v: f"{v:g}"))
+    return sel
+
+
+def curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-evaluation metrics of ``runs`` joined with their ``setting`` and ``seed``."""
+    if runs.empty:
+        return pd.DataFrame()
+    h = load_metrics(runs).merge(runs[["run_id", "setting", "seed"]], on="run_id")
+    return h.assign(test_error_pct=100 * h["test_error"], test_acc_pct=100 * h["test_acc"],
+                    train_acc_pct=100 * h["train_acc"])
+
+
+def _lines(h: pd.DataFrame, y: str, ax, x: str, title: str, hue_title: str, **kw) -> None:
+    # mean line, band of one standard deviation over seeds
+    sns.lineplot(data=h, x=x, y=y, hue="setting", errorbar="sd", ax=ax, **kw)
+    ax.set(xlabel=XLABEL[x], title=title)
+    ax.legend(title=hue_title)
+
+
+def fig4_batch_size(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
+    """Fig. 4: test error (%) against iterations, one line per batch size."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    _lines(_clip(h, x, max_x), "test_error_pct", ax, x, "Fig. 4 rebuilt: test error by batch size", "batch size")
+    ax.set(ylabel="test error (%)", ylim=(0, 100))
+    return fig
+
+
+def fig5_filters(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
+    """Fig. 5: training and test accuracy (%) per C1-C3 filter configuration."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained", sharey=True)
+    h = _clip(h, x, max_x)
+    _lines(h.dropna(subset=["train_acc_pct"]), "train_acc_pct", axes[0], x, "training batches", "C1-C3 maps")
+    _lines(h, "test_acc_pct", axes[1], x, "test subset", "C1-C3 maps")
+    axes[0].set(ylabel="accuracy (%)")
+    fig.suptitle("Fig. 5 rebuilt: accuracy by filter configuration")
+    return fig
+
+
+def fig6_learning_rate(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
+    """Fig. 6: test recognition rate (%) against iterations, one line per learning rate."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    _lines(_clip(h, x, max_x), "test_acc_pct", ax, x, "Fig. 6 rebuilt: recognition rate by learning rate",
+           "learning rate")
+    ax.set(ylabel="test recognition rate (%)", ylim=(0, 100))
+    return fig
+
+
+def fig7_mse(h: pd.DataFrame, max_samples: float | None = None):
+    """Fig. 7: the toolbox's running training MSE against training samples seen, per learning rate."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    _lines(_clip(h.dropna(subset=["train_loss_smoothed"]), "samples", max_samples), "train_loss_smoothed", ax,
+           "samples", "Fig. 7 rebuilt: training MSE by learning rate", "learning rate")
+    ax.set(ylabel="running MSE, 1/2 ||t - y||^2 (0.99 smoothing)")
+    return fig
+
+
+def _clip(h: pd.DataFrame, x: str, max_x: float | None) -> pd.DataFrame:
+    return h if max_x is None else h[h[x] <= max_x]
+
+
+# ---- the curve claims: each judge returns measured text, n and a verdict ---------------------------
+
+def first_reaching(h: pd.DataFrame, acc: float, x: str) -> pd.Series:
+    """Per run: the first ``x`` at which test accuracy reaches ``acc`` (inf if never)."""
+    hit = h[h["test_acc"] >= acc].groupby("run_id")[x].min()
+    return hit.reindex(h["run_id"].unique()).fillna(math.inf)
+
+
+def _per_setting(h: pd.DataFrame, values: pd.Series) -> pd.Series:
+    setting = h.drop_duplicates("run_id").set_index("run_id")["setting"]
+    return values.groupby(setting).mean()
+
+
+def _order(settings: list[str]) -> list[str]:
+    return sorted(settings, key=lambda s: [float(p) for p in s.split("-")])
+
+
+def mean_error(h: pd.DataFrame) -> pd.Series:
+    """Per run: mean test error (%) over its whole-epoch evaluations, the area under its error curve.
+
+    Lower means faster convergence, with no threshold to choose (a threshold such as 90 % leaves
+    settings that never reach it unordered). Evaluations between epochs are left out: they are dense
+    early in a run and would weigh its start more than its end.
+    """
+    whole = h[np.isclose(h["epoch"], h["epoch"].round())]
+    return whole.groupby("run_id")["test_error"].mean() * 100
+
+
+def _stats(h: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
+    """Mean and standard error over seeds of a per-run value, per setting."""
+    setting = h.drop_duplicates("run_id").set_index("run_id")["setting"]
+    g = values.groupby(setting)
+    return pd.DataFrame({"mean": g.mean(), "se": g.std(ddof=1) / np.sqrt(g.count())})
+
+
+def _less(stats: pd.DataFrame, a: str, b: str) -> bool | None:
+    """Is ``a`` below ``b`` by more than twice the standard error of their difference? None: within the noise."""
+    diff = stats.at[b, "mean"] - stats.at[a, "mean"]
+    noise = 2 * math.hypot(stats.at[a, "se"], stats.at[b, "se"])
+    if not np.isfinite(noise):  # a single seed: no spread to judge by
+        noise = 0.0
+    return True if diff > noise else False if diff < -noise else None
+
+
+def _all(outcomes: list[bool | None]) -> bool | str:
+    """True if every comparison holds, False if any is reversed beyond the noise, else 'inconclusive'."""
+    if any(o is False for o in outcomes):
+        return False
+    return True if all(outcomes) else "inconclusive"
+
+
+def _fmt(series: pd.Series, unit: str = "") -> str:
+    return ", ".join(f"{k}: {'never' if math.isinf(v) else f'{v:.3g}{unit}'}" for k, v in series.items())
+
+
+def _fmt_stats(stats: pd.DataFrame, unit: str = "") -> str:
+    return ", ".join(f"{k}: {r['mean']:.3g} ± {r['se']:.2g}{unit}" for k, r in stats.iterrows())
+
+
+def _speed_text(h: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, str]:
+    speed = _stats(h, mean_error(h)).reindex(order)
+    to90 = _per_setting(h, first_reaching(h, 0.9, "epoch")).reindex(order)
+    return speed, f"mean test error over training (± s.e.): {_fmt_stats(speed, ' %')}; epochs to 90 %: {_fmt(to90)}"
+
+
+def judge_small_batch(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """Smaller batches converge faster (lower mean error over training) and end at a lower test error."""
+    h = curves(grid_runs(runs, "batch_size"))
+    if h.empty or h["setting"].nunique() < 3:
+        return verdict_result("", 0, None)
+    order = _order(h["setting"].unique().tolist())
+    speed, text = _speed_text(h, order)
+    final = _stats(h, h.groupby("run_id")["test_error"].last() * 100).reindex(order)
+    pairs = list(zip(order, order[1:]))
+    ok = _all([_less(speed, a, b) for a, b in pairs] + [_less(final, a, b) for a, b in pairs])
+    return verdict_result(f"{text}; final error: {_fmt_stats(final, ' %')}", h["run_id"].nunique(), ok)
+
+
+def judge_over_90(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """Above 90 % test recognition after about 30 iterations (default setting, batch 50)."""
+    h = curves(grid_runs(runs, "batch_size"))
+    h = h[h["setting"] == "50"] if not h.empty else h
+    if h.empty:
+        return verdict_result("", 0, None)
+    at = {x: h[h[x] <= 30].groupby("run_id")["test_acc"].last().mean() * 100 for x in READINGS}
+    text = f"after 30 epochs: {at['epoch']:.1f} %; after 30 updates: {at['step']:.1f} %"
+    return verdict_result(text, h["run_id"].nunique(), bool(at["epoch"] > 90))
+
+
+def judge_filters(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """The 6-12 configuration converges fastest: lower mean error over training than 2-8 and 10-16."""
+    h = curves(grid_runs(runs, "filters"))
+    if h.empty or h["setting"].nunique() < 3:
+        return verdict_result("", 0, None)
+    speed, text = _speed_text(h, _order(h["setting"].unique().tolist()))
+    ok = _all([_less(speed, "6-12", other) for other in speed.index if other != "6-12"])
+    return verdict_result(text, h["run_id"].nunique(), ok)
+
+
+def oscillation(h: pd.DataFrame) -> pd.Series:
+    """Per run: mean absolute change of the test error (points) between evaluations, second half of training."""
+    def tv(g: pd.DataFrame) -> float:
+        late = g[g["epoch"] >= g["epoch"].max() / 2]["test_error"].to_numpy()
+        return float(np.abs(np.diff(late)).mean() * 100) if len(late) > 1 else math.nan
+    return h.groupby("run_id")[["epoch", "test_error"]].apply(tv)
+
+
+def judge_lr2_oscillates(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """Learning rate 2.0 oscillates: its late test error moves more between evaluations than any other rate's."""
+    h = curves(grid_runs(runs, "lr"))
+    if h.empty or "2" not in set(h["setting"]) or h["setting"].nunique() < 2:
+        return verdict_result("", 0, None)
+    osc = _stats(h, oscillation(h)).reindex(_order(h["setting"].unique().tolist()))
+    ok = _all([_less(osc, other, "2") for other in osc.index if other != "2"])
+    text = f"mean |change| of test error between evaluations, 2nd half (± s.e.): {_fmt_stats(osc, ' pt')}"
+    return verdict_result(text, h["run_id"].nunique(), ok)
+
+
+def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """The larger the learning rate, the faster the convergence (lower mean error over training, 0.2 to 1.2)."""
+    h = curves(grid_runs(runs, "lr"))
+    if h.empty or h["setting"].nunique() < 3:
+        return verdict_result("", 0, None)
+    speed, text = _speed_text(h, _order(h["setting"].unique().tolist()))
+    upto = [s for s in speed.index if s != "2"]
+    ok = _all([_less(speed, b, a) for a, b in zip(upto, upto[1:])])
+    return verdict_result(text, h["run_id"].nunique(), ok)
+
+
+# ---- Table 1 and the summary section -------------------------------------------------------------
+
+METHODS = {  # model -> (Table 1 row, preprocessing, claim id)
+    "knn1": ("1-NN", "none", "003.nn1_error"), "knn": ("k-NN (k by cross-validation)", "none", "003.knn_error"),
+    "svm_deskew": ("SVM, RBF (C, gamma by cross-validation)", "deskewing", "003.svm_error"),
+    "lenet_variant": ("CNN 6-12 (this paper)", "none", "003.cnn_error")}
+
+
+def table1(runs: pd.DataFrame, profile: str = "paper") -> pd.DataFrame:
+    """Table 1: claimed error beside the measured mean ± sd over seeds, on the subsets and on full MNIST.
+
+    The subsets column takes the ``profile`` runs only and the full-MNIST column the ``full`` profile's:
+    profiles are never pooled in one mean.
+    """
+    from ..summary import load_claims
+    claims = {c["id"]: c for c in load_claims("003")}
+    cnn_fixed = {k: v for k, v in DEFAULTS.items() if k not in ("train_size", "test_size")}
+    rows = []
+    for model, (name, prep, claim) in METHODS.items():
+        sel = select(runs, cnn_fixed) if model == "lenet_variant" else select(runs, {"model": model})
+        row = {"method": name, "preprocessing": prep, "claimed error": f"{100 * claims[claim]['claimed']:.2f}%"}
+        for label, size, prof in ((f"2,000 / 1,000 subsets ({profile})", 2000, profile),
+                                  ("full MNIST, 60,000 / 10,000", 60_000, "full")):
+            err = (sel.loc[(sel["train_size"] == size) & (sel["profile"] == prof), "final_test_error"]
+                   if not sel.empty else pd.Series(dtype=float))
+            row[f"{label}: error"] = fmt_mean_sd(err, "final_test_error")
+            row[f"{label}: n"] = len(err)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def history_frame(runs: list, label: str) -> pd.DataFrame:
+    """The histories of :class:`~hwrlib.results.Run` objects as :func:`curves` gives them, under ``label``."""
+    rows = pd.DataFrame([{"run_id": r.path.name, "run_path": str(r.path), "setting": label, "seed": r.config["seed"]}
+                         for r in runs])
+    return curves(rows)
+
+
+def summary_section(runs: pd.DataFrame, profile: str = "paper") -> None:
+    """The summary notebook's 003 section: Fig. 4-7 from the grids (seed bands) and Table 1."""
+    from IPython.display import display
+    sel = runs[runs["paper"] == "003"] if not runs.empty else runs
+    display(table1(sel, profile).style.hide(axis="index"))
+    grids = sel[sel["profile"] == profile] if not sel.empty else sel
+    h = {g: curves(grid_runs(grids, g)) for g in GRIDS}
+    if all(v.empty for v in h.values()):
+        print(f"003: no {profile}-profile grid runs yet (`make study-003` runs them)")
+        return
+    for x, max_x in (("epoch", None), ("step", 400)):
+        if not h["batch_size"].empty:
+            display(fig4_batch_size(h["batch_size"], x, max_x))
+        if not h["lr"].empty:
+            display(fig6_learning_rate(h["lr"], x, max_x))
+    if not h["filters"].empty:
+        display(fig5_filters(h["filters"]))
+    if not h["lr"].empty:
+        display(fig7_mse(h["lr"]))
+    plt.close("all")

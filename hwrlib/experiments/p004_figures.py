@@ -1,0 +1,149 @@
+"""Fig. 4, Table 2 and the two structural ratios of paper 004, rebuilt from run records (nothing trains here).
+
+Every function takes rows like those of :func:`hwrlib.results.load_runs` (or
+:func:`hwrlib.results.runs_frame`): one row per trained model, its config and final record.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
+
+from ..results import load_metrics
+from ..summary import claims_table, fmt, fmt_mean_sd, load_claims, style_verdicts, verdict_result
+
+# model -> (Table 2 row, claim id of its accuracy)
+METHODS = {"alexnet_ir": ("improved model (this paper)", "004.improved.accuracy"),
+           "alexnet_mod": ("AlexNet, modified for 28x28", "004.alexnet.accuracy"),
+           "lenet5": ("LeNet-5", "004.lenet5.accuracy")}
+# the other rows of Table 2, quoted by the paper from its references
+QUOTED = {"ref. [1]": 0.9936, "ref. [12]": 0.9890, "ref. [13]": 0.9922, "ref. [14]": 0.9934, "ref. [15]": 0.9937}
+CLAIMED_SECONDS = {"alexnet_mod": 1400.0, "alexnet_ir": 280.0}  # s per epoch on the paper's laptop CPU (§3.3)
+LABELS = {"alexnet_ir": "improved (Inception-ResNet)", "alexnet_mod": "AlexNet (modified)", "lenet5": "LeNet-5"}
+
+
+def curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch metrics of ``runs`` with their model (labelled), seed, and test accuracy in %."""
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs.assign(run_id=runs["run_path"])
+    h = load_metrics(runs).merge(runs[["run_id", "model", "seed"]], on="run_id")
+    return h.assign(test_acc_pct=100 * h["test_acc"], label=h["model"].map(LABELS).fillna(h["model"]))
+
+
+def fig4(h: pd.DataFrame, title: str = ""):
+    """Fig. 4: (a) training loss and (b) test accuracy per epoch, one line per model (band: sd over seeds)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    order = [LABELS[m] for m in METHODS if LABELS[m] in set(h["label"])]
+    for ax, y in ((ax1, "train_loss"), (ax2, "test_acc_pct")):
+        sns.lineplot(data=h, x="epoch", y=y, hue="label", hue_order=order, errorbar="sd", marker="o", ax=ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(title="model")
+    ax1.set(xlabel="epoch (pass over the training images)", ylabel="training loss, cross-entropy (nats)",
+            title="(a) training loss")
+    ax2.set(xlabel="epoch (pass over the training images)", ylabel="test accuracy (%)", title="(b) test accuracy")
+    fig.suptitle(title or "Fig. 4 rebuilt")
+    return fig
+
+
+# ---- the Fig. 4 claims: each judge returns measured text, n and a verdict -------------------------------
+
+def _by_epoch(runs: pd.DataFrame, column: str) -> tuple[pd.DataFrame, int]:
+    """Mean of ``column`` per epoch (rows) and model (columns), over the epochs both 004 models ran."""
+    if runs.empty or "model" not in runs:
+        return pd.DataFrame(), 0
+    sel = runs[(runs["paper"] == "004") & runs["model"].isin(["alexnet_ir", "alexnet_mod"])]
+    if sel["model"].nunique() < 2:
+        return pd.DataFrame(), 0
+    return curves(sel).pivot_table(index="epoch", columns="model", values=column).dropna(), len(sel)
+
+
+def _judge(runs: pd.DataFrame, column: str, better, unit: str, scale: float) -> dict:
+    m, n = _by_epoch(runs, column)
+    if m.empty:
+        return verdict_result("", 0, None)
+    ir, mod = m["alexnet_ir"] * scale, m["alexnet_mod"] * scale
+    text = f"improved vs AlexNet over epochs 1-{len(m)}: " + ", ".join(
+        f"epoch {e}: {a:.3g}{unit} vs {b:.3g}{unit}" for e, a, b in zip(m.index, ir, mod) if e in (1, m.index.max()))
+    return verdict_result(text, n, bool(better(ir, mod).all()))
+
+
+def judge_loss_lower(runs: pd.DataFrame, claim: dict) -> dict:
+    """Fig. 4(a): the improved model's mean training loss is below AlexNet's at every epoch both ran."""
+    return _judge(runs, "train_loss", lambda a, b: a < b, "", 1.0)
+
+
+def judge_accuracy_higher(runs: pd.DataFrame, claim: dict) -> dict:
+    """Fig. 4(b): the improved model's mean test accuracy is above AlexNet's at every epoch both ran."""
+    return _judge(runs, "test_acc", lambda a, b: a > b, " %", 100.0)
+
+
+def table2(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: claimed test accuracy beside the measured mean ± sd over seeds.
+
+    ``best_val_test_acc`` is the test accuracy of the weights early stopping keeps (the best validation epoch),
+    what the paper's protocol reports; ``final_test_acc`` is the last epoch's, shown beside it.
+    """
+    claims = {c["id"]: c for c in load_claims("004")}
+    rows = []
+    for model, (name, claim) in METHODS.items():
+        sel = runs[runs["model"] == model] if not runs.empty else runs
+        get = lambda col: sel[col] if col in sel else pd.Series(dtype=float)  # noqa: E731
+        rows.append({"method": name, "claimed": fmt(claims[claim]["claimed"], "test_acc"),
+                     "measured (best validation epoch)": fmt_mean_sd(get("best_val_test_acc"), "test_acc"),
+                     "measured (last epoch)": fmt_mean_sd(get("final_test_acc"), "test_acc"), "n": len(sel),
+                     "epochs run": fmt_mean_sd(get("epochs"), "") if len(sel) else "",
+                     "training images": f"{int(sel['num_train'].iloc[0]):,}" if len(sel) else ""})
+    rows += [{"method": f"{ref} (quoted)", "claimed": fmt(acc, "test_acc"), "measured (best validation epoch)": "",
+              "measured (last epoch)": "", "n": "", "epochs run": "", "training images": ""}
+             for ref, acc in QUOTED.items()]
+    return pd.DataFrame(rows)
+
+
+def ratios(runs: pd.DataFrame) -> pd.DataFrame:
+    """Parameters and seconds per epoch, improved / AlexNet, measured per device beside the claimed 1/26 and 1/5.
+
+    Seconds per epoch are scaled to a 50,000-image epoch (training only, from images/s) so that subsets compare
+    with the paper's 1400 s and 280 s.
+    """
+    from ..models import count_params, create_model
+    params = {m: count_params(create_model(m)) for m in CLAIMED_SECONDS}
+    rows = [{"quantity": "parameters", "device": "", "AlexNet": f"{params['alexnet_mod']:,}",
+             "improved": f"{params['alexnet_ir']:,}", "measured ratio": params["alexnet_ir"] / params["alexnet_mod"],
+             "claimed": "2.1e7 -> 8e5", "claimed ratio": 1 / 26}]
+    sel = runs[runs["model"].isin(list(CLAIMED_SECONDS))] if not runs.empty else runs
+    for device, g in (sel.groupby("device") if not sel.empty else []):
+        sec = (50_000 / g.groupby("model")["train_images_per_second"].mean()).to_dict()
+        if len(sec) < 2:
+            continue
+        rows.append({"quantity": "seconds per 50,000-image epoch", "device": device,
+                     "AlexNet": f"{sec['alexnet_mod']:,.0f}", "improved": f"{sec['alexnet_ir']:,.0f}",
+                     "measured ratio": sec["alexnet_ir"] / sec["alexnet_mod"], "claimed": "1400 s -> 280 s",
+                     "claimed ratio": 1 / 5})
+    return pd.DataFrame(rows).round({"measured ratio": 3, "claimed ratio": 3})
+
+
+def summary_004(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
+    """The summary notebook's 004 section: verdicts, Table 2, the ratios and Fig. 4 from ``results/``.
+
+    Verdicts use the ``verdict_profile`` runs only; Table 2 and Fig. 4 show that profile where it has runs,
+    otherwise the first profile that does (labelled as such), so a fresh `make reproduce` shows something.
+    """
+    from IPython.display import display
+    sel = runs[runs["paper"] == "004"] if not runs.empty else runs
+    verdict_runs = sel[sel["profile"] == verdict_profile] if not sel.empty else sel
+    display(style_verdicts(claims_table(verdict_runs, "004")))
+    if sel.empty:
+        print("004: no runs yet (`make reproduce` runs the quick profile, `make paper` the paper's)")
+        display(table2(sel).style.hide(axis="index"))
+        display(ratios(sel).style.hide(axis="index"))
+        return
+    profile = verdict_profile if not verdict_runs.empty else sel["profile"].iloc[0]
+    shown = sel[sel["profile"] == profile]
+    print(f"Table 2, ratios and Fig. 4 from the {profile}-profile runs ({len(shown)} trained models)"
+          + ("" if profile == verdict_profile else f"; no {verdict_profile}-profile runs yet, so no verdicts"))
+    display(table2(shown).style.hide(axis="index"))
+    display(ratios(shown).style.hide(axis="index"))
+    display(fig4(curves(shown), f"Fig. 4 rebuilt ({profile} profile, mean and sd over seeds)"))
+    plt.close("all")

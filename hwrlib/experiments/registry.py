@@ -1,0 +1,89 @@
+"""The one experiment interface, after timm's model registry: each paper registers its config class.
+
+A config knows the runs it plans (:meth:`jobs`: run folders and how to train them, one model or 003's grouped
+seeds at a time). Planning, skipping, read-back and resume are written here once; ``hwr-sweep``, the notebooks
+and the summary all ask :func:`plan`, so a sweep skips exactly what a notebook would not retrain.
+
+    cfg = create_experiment("002", profile="paper", seed=1)
+    runs = run_experiment(cfg)          # trains what is missing (resuming), reads back the rest
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import ExperimentConfig
+from ..results import Run, RunDir
+
+_EXPERIMENTS: dict[str, type[ExperimentConfig]] = {}
+
+
+@dataclass
+class Job:
+    """Run folders trained together, and how: ``train(progress)`` writes every folder of ``dirs``."""
+    dirs: list[RunDir]
+    train: Callable[[bool], None]
+
+    def is_complete(self) -> bool:
+        return all(d.is_complete() for d in self.dirs)
+
+
+def register_experiment(cls: type[ExperimentConfig]) -> type[ExperimentConfig]:
+    """Class decorator: the experiment of paper ``cls.paper`` (its config must provide ``jobs()``)."""
+    if not cls.paper or cls.paper in _EXPERIMENTS:
+        raise ValueError(f"experiment {cls.paper!r}: missing or registered twice")
+    _EXPERIMENTS[cls.paper] = cls
+    return cls
+
+
+def list_experiments() -> list[str]:
+    return sorted(_EXPERIMENTS)
+
+
+def experiment_config(key: str) -> type[ExperimentConfig]:
+    """The config class of a paper (``"003"``), or of a notebook path (``notebooks/003_lenet_variant_mnist.ipynb``)."""
+    key = Path(str(key)).name.split("_")[0]
+    if key not in _EXPERIMENTS:
+        raise ValueError(f"no experiment {key!r}; known: {', '.join(list_experiments())}")
+    return _EXPERIMENTS[key]
+
+
+def create_experiment(key: str, **params: Any) -> ExperimentConfig:
+    """A validated config of paper ``key`` from its notebook parameters."""
+    return experiment_config(key).from_params(**params)
+
+
+def plan(cfg: ExperimentConfig) -> list[Job]:
+    """Every job of ``cfg``, the main run's first."""
+    return cfg.jobs()
+
+
+def run_dirs(cfg: ExperimentConfig) -> list[RunDir]:
+    """Every run folder ``cfg`` writes, the main run's first."""
+    return [d for job in plan(cfg) for d in job.dirs]
+
+
+def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> list[Run]:
+    """Train every planned run that is not complete (an interrupted one resumes), then read all of them back."""
+    jobs = plan(cfg)
+    for job in jobs:
+        if not job.is_complete():
+            job.train(progress)
+    return [d.read() for job in jobs for d in job.dirs]
+
+
+def start_run(cfg: ExperimentConfig, rd: RunDir, model_kwargs: dict[str, Any] | None = None):
+    """Threads, device, config.yaml and seeds of a run, then its model on the device and its parameter count.
+
+    Returns ``(device, model, num_params)``; ``cfg.model`` names the model.
+    """
+    from ..models import count_params, create_model
+    from ..train import prepare_model, resolve_device, seed_everything, set_threads_from_env
+    set_threads_from_env()
+    device = resolve_device(cfg.device)
+    rd.write_config()
+    seed_everything(cfg.seed)
+    model = create_model(cfg.model, **(model_kwargs or {}))
+    num_params = count_params(model)  # before prepare_model: the count of the model as built
+    return device, prepare_model(model, device), num_params
