@@ -85,12 +85,14 @@ def set_threads_from_env() -> None:
         torch.set_num_threads(int(n))
 
 
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Optimizers by name. ``rmsprop`` uses Keras' defaults (rho 0.9, eps 1e-7), as the 001 blog ran it."""
+def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
+    """Optimizers by name. ``rmsprop`` uses Keras' defaults (rho 0.9, eps 1e-7), as the 001 blog ran it;
+    ``momentum`` is SGD's (Keras' SGD default: 0)."""
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=weight_decay)
     if name == "adadelta":

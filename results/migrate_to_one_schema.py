@@ -12,7 +12,8 @@ What changes (see results/README.md for the schema):
 - final.json: ``final_test_acc`` is the last evaluation's everywhere (004's best-validation-epoch value moves to
   ``best_val_test_acc``); ``best_test_acc`` -> ``max_test_acc``, ``best_epoch`` -> ``max_test_acc_epoch``;
   the common fields of :func:`hwrlib.results.final_record` are added, and ``metrics_sha256``.
-Already migrated folders are left as they are, so running it twice changes nothing.
+Already migrated folders keep their numbers, so running it twice changes nothing; run it again after adding a
+config field (a new reading): every record then states the field at its default, and is renamed to its new id.
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .. import results
-from ..config import ExperimentConfig, one_of, positive
+from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data import MEAN, STD, TensorLoader, load_mnist, prepare_mnist, subset
+from ..models.pytorch_cnn import HEADS
 from ..train import OPTIMIZERS, fit, make_optimizer, score
 from .registry import register_experiment, start_run
 
@@ -27,6 +28,7 @@ class MnistCNNConfig(ExperimentConfig):
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adam"
+    momentum: float = 0.9
     train_size: int | None = None
     test_size: int | None = None
     compare_train_size: int | None = None
@@ -42,6 +44,8 @@ class MnistCNNConfig(ExperimentConfig):
         self.at_least_one("num_epochs", "batch_size")
         positive("lr", self.lr)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         self.check_sizes({"train_size": 60_000, "compare_train_size": 60_000, "test_size": 10_000})
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -66,7 +70,8 @@ class P002Config(MnistCNNConfig):
     """002: the PyTorch CNN; paper protocol batch 32, 20 epochs. Optimizer, lr and activation are unstated."""
     paper: ClassVar[str] = "002"
     activation: str = "relu"
-    MODEL_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"activation": ("pytorch_cnn",)}
+    head: str = "linear"
+    MODEL_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"activation": ("pytorch_cnn",), "head": ("pytorch_cnn",)}
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"num_epochs": 20},
         # ResNet-18 trains at ~80 images/s on a 2-core CPU: the quick Fig. 6 uses 3,000 images per model
@@ -77,9 +82,10 @@ class P002Config(MnistCNNConfig):
     def validate(self) -> None:
         super().validate()
         one_of("activation", self.activation, ("relu", "tanh", "sigmoid"))
+        one_of("head", self.head, HEADS)
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"activation": self.activation} if self.model == "pytorch_cnn" else {}
+        return {"activation": self.activation, "head": self.head} if self.model == "pytorch_cnn" else {}
 
 
 def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:
@@ -94,7 +100,7 @@ def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:
     loader = TensorLoader(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed, mean=mean, std=std, device=device,
                           channels_last=True)
     test = TensorLoader(xt, yt, 1000, mean=mean, std=std, device=device, channels_last=True)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, momentum=cfg.momentum)
     history, _ = fit(model, loader, optimizer, device, num_steps=cfg.num_epochs * len(loader),
                      evaluate_fn=lambda m: score(m, {"test": test}, device), checkpoint=rd.checkpoint,
                      on_eval=lambda evals, _: rd.write_metrics(evals), seed=cfg.seed, progress=progress,
