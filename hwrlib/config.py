@@ -92,7 +92,7 @@ class ExperimentConfig:
         unknown = sorted(set(given) - set(known))
         if unknown:
             raise ConfigError(unknown[0], f"unknown parameter (misspelled?); this notebook's parameters are: "
-                                          f"{', '.join(known)}")
+                                          f"{', '.join(sorted(known))}")
         missing = [k for k in known if k not in given]
         if missing:
             raise ConfigError(missing[0], "the notebook's parameters cell does not set it; add it there")

@@ -10,6 +10,7 @@ verdict. This module also holds the one formatter of measured numbers (:func:`fm
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 from importlib import resources
 from typing import Any
@@ -21,10 +22,43 @@ NOT_YET_RUN = "not yet run"
 INDICATION = "indication only"
 
 
+def _claims_file() -> dict[str, Any]:
+    return yaml.safe_load((resources.files("hwrlib") / "claims.yaml").read_text())
+
+
 def load_claims(paper: str | None = None) -> list[dict[str, Any]]:
     """The claims of one paper (or all), from the package's claims.yaml."""
-    claims = yaml.safe_load((resources.files("hwrlib") / "claims.yaml").read_text())["claims"]
-    return [c for c in claims if paper is None or c["paper"] == paper]
+    return [c for c in _claims_file()["claims"] if paper is None or c["paper"] == paper]
+
+
+def load_readings() -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """paper -> reading axis -> reading name -> its spec (``where``, ``than``, ``metric``, ``args``, ``source``)."""
+    return _claims_file().get("readings", {})
+
+
+def claim_readings(claim: dict[str, Any], readings: dict | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``(reading, claim as read under it)`` for every combination of the claim's reading axes.
+
+    A claim without readings has one, ``as stated``. A reading's ``where``/``than`` add to the claim's filters,
+    its ``metric`` replaces the claim's, its ``args`` go to a curve judge.
+    """
+    axes = claim.get("readings") or []
+    if not axes:
+        return [("as stated", claim)]
+    specs = (readings if readings is not None else load_readings())[claim["paper"]]
+    out = []
+    for combo in itertools.product(*[list(specs[a].items()) for a in axes]):
+        c = dict(claim)
+        for _, spec in combo:
+            for key in ("where", "than"):
+                if key in spec and key in c:
+                    c[key] = {**c[key], **spec[key]}
+            if "metric" in spec:
+                c["metric"] = spec["metric"]
+            if "args" in spec:
+                c["args"] = {**c.get("args", {}), **spec["args"]}
+        out.append((", ".join(name for name, _ in combo), c))
+    return out
 
 
 def select(runs: pd.DataFrame, where: dict[str, Any] | None, ignore: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -68,11 +102,27 @@ def fmt_mean_sd(values: pd.Series, metric: str = "", n: bool = False) -> str:
     return text + (f" (n={len(values)})" if n else "")
 
 
-def verdict_result(measured: str, n: int, ok: bool | str | None) -> dict[str, Any]:
-    """A judge's answer: its measured text, the number of runs and the verdict (None: no runs)."""
+def verdict_result(measured: str, n: int, ok: bool | str | None, runs: pd.DataFrame | None = None) -> dict[str, Any]:
+    """A judge's answer: its measured text, the number of runs, the verdict (None: no runs) and what the runs cost."""
     verdict = (NOT_YET_RUN if ok is None else ok if isinstance(ok, str) else
                "reproduced" if ok else "not reproduced")
-    return {"measured": measured, "n": n, "verdict": verdict}
+    return {"measured": measured, "n": n, "verdict": verdict, **cost(runs)}
+
+
+def cost(runs: pd.DataFrame | None) -> dict[str, float]:
+    """Compute the runs took, in minutes of wall time per device kind (a grouped 003 run's time is its group's,
+    so each replica counts for its share)."""
+    out = {"cpu_minutes": 0.0, "gpu_minutes": 0.0}
+    if runs is None or runs.empty or not {"wall_seconds", "train_seconds"} & set(runs):
+        return out
+    seconds = runs["wall_seconds"] if "wall_seconds" in runs else pd.Series(math.nan, index=runs.index)
+    if "train_seconds" in runs:  # 003's baselines record their fit time only
+        seconds = seconds.fillna(runs["train_seconds"])
+    share = seconds.fillna(0) / (runs["replicas"].fillna(1) if "replicas" in runs else 1)
+    gpu = runs["device"].astype(str).str.startswith(("cuda", "mps")) if "device" in runs else False
+    out["gpu_minutes"] = float(share[gpu].sum() / 60)
+    out["cpu_minutes"] = float(share[~gpu].sum() / 60) if isinstance(gpu, pd.Series) else float(share.sum() / 60)
+    return out
 
 
 def within(claim: dict[str, Any], measured: float) -> bool:
@@ -107,6 +157,16 @@ def _metric(runs: pd.DataFrame, metric: str) -> pd.Series:
     return runs[metric] if metric in runs else pd.Series(dtype=float)
 
 
+def _greater(a: pd.Series, b: pd.Series) -> bool | str:
+    """Is ``a``'s mean above ``b``'s by more than twice the standard error of the difference (the rule of 003's
+    curve claims)? False when below by as much, ``inconclusive`` in between; one run each: the plain order."""
+    diff = a.mean() - b.mean()
+    se = math.sqrt((a.var(ddof=1) / len(a) if len(a) > 1 else 0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0))
+    if diff > 2 * se:
+        return True
+    return False if diff < -2 * se else "inconclusive"
+
+
 def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
     """One claim -> measured mean, std, n and verdict (runs: rows of results.load_runs).
 
@@ -115,7 +175,7 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] 
     own quick run beside the claim.
     """
     kind = claim["kind"]
-    out = {"mean": math.nan, "std": math.nan, "n": 0, "than_mean": math.nan, "than_n": 0}
+    out = {"mean": math.nan, "std": math.nan, "n": 0, "than_mean": math.nan, "than_n": 0, **cost(None)}
     if kind == "reference":
         return {**out, "verdict": "reference"}
     if kind == "qualitative":
@@ -131,30 +191,35 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] 
             return {**out, "verdict": NOT_YET_RUN}
         return {**out, "mean": value, "n": 1, "verdict": "reproduced" if within(claim, value) else "not reproduced"}
     paper_runs = runs[runs["paper"] == claim["paper"]] if "paper" in runs else runs
-    values = _metric(select(paper_runs, claim.get("where"), ignore), claim["metric"]).dropna()
+    chosen = select(paper_runs, claim.get("where"), ignore)
+    values = _metric(chosen, claim["metric"]).dropna()
     if values.empty:
         return {**out, "verdict": NOT_YET_RUN}
-    out.update(mean=values.mean(), std=values.std(ddof=1) if len(values) > 1 else math.nan, n=len(values))
+    out.update(mean=values.mean(), std=values.std(ddof=1) if len(values) > 1 else math.nan, n=len(values),
+               **cost(chosen.loc[values.index]))
     if kind == "metric":
         ok = within(claim, out["mean"])
     else:
-        than = _metric(select(paper_runs, claim.get("than"), ignore), claim["metric"]).dropna()
+        other = select(paper_runs, claim.get("than"), ignore)
+        than = _metric(other, claim["metric"]).dropna()
         if than.empty:
             return {**out, "verdict": NOT_YET_RUN}
-        out.update(than_mean=than.mean(), than_n=len(than))
+        spent = cost(other.loc[than.index])
+        out.update(than_mean=than.mean(), than_n=len(than),
+                   **{k: out.get(k, 0.0) + v for k, v in spent.items()})
         if kind == "comparison":
-            ok = out["mean"] > out["than_mean"]
+            ok = _greater(values, than)
         else:  # ratio
             out["mean"] = out["mean"] / out["than_mean"]
             ok = within(claim, out["mean"])
     if ignore:
         return {**out, "verdict": INDICATION}
-    return {**out, "verdict": "reproduced" if ok else "not reproduced"}
+    return {**out, "verdict": ok if isinstance(ok, str) else "reproduced" if ok else "not reproduced"}
 
 
 def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str, ...] | None = None,
                  profile: str | None = None) -> pd.DataFrame:
-    """Claimed vs measured for every claim (of one paper, of some kinds), as a display-ready frame.
+    """Claimed vs measured for every claim (of one paper, of some kinds) under each of its readings.
 
     ``profile``: the profile ``runs`` were trained at (a notebook's); a claim made for another profile then
     shows those runs' numbers as an indication, with no verdict.
@@ -163,33 +228,82 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
     for c in load_claims(paper):
         if kinds and c["kind"] not in kinds:
             continue
-        other = profile is not None and (c.get("where") or {}).get("profile", profile) != profile
-        r = evaluate(c, runs, ("profile",) if other else ())
-        metric = c.get("metric", "")
-        if c["kind"] == "curve":
-            claimed, measured = c.get("claimed_text", ""), r.get("measured", "")
-        elif c["kind"] == "comparison":
-            claimed = "greater"
-            measured = (f"{fmt(r['mean'], metric)} vs {fmt(r['than_mean'], metric)}" if r["than_n"] else
-                        f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}" if r["n"] else NOT_YET_RUN)
-        else:
-            # a ratio is a plain number whatever its metric (a parameter ratio is not a count)
-            claimed = fmt(c["claimed"], metric if c["kind"] != "ratio" else "") if "claimed" in c else ""
-            measured = fmt(r["mean"], metric if c["kind"] != "ratio" else "")
-            if r["n"] > 1 and c["kind"] == "metric":
-                measured += f" ± {fmt(r['std'], metric)}"
-        tol = c.get("tolerance")
-        tolerance = ("" if tol is None else f"±{100 * tol:.0f}% rel" if c.get("tolerance_kind") == "rel"
-                     else f"±{fmt(tol, metric)}" if c["kind"] == "metric" else f"±{tol:g}")
-        rows.append({"paper": c["paper"], "claim": c["text"], "source": c["source"], "claimed": claimed,
-                     "measured": measured, "n": r["n"] or "", "tolerance": tolerance, "verdict": r["verdict"]})
+        for reading, rc in claim_readings(c):
+            rows.append({"paper": c["paper"], "id": c["id"], "claim": c["text"], "reading": reading,
+                         **_row(rc, runs, profile)})
+    return pd.DataFrame(rows)
+
+
+def _row(c: dict[str, Any], runs: pd.DataFrame, profile: str | None) -> dict[str, Any]:
+    other = profile is not None and (c.get("where") or {}).get("profile", profile) != profile
+    r = evaluate(c, runs, ("profile",) if other else ())
+    metric = c.get("metric", "")
+    if c["kind"] == "curve":
+        claimed, measured = c.get("claimed_text", ""), r.get("measured", "")
+    elif c["kind"] == "comparison":
+        claimed = "greater (by > 2 s.e.)"
+        measured = (f"{fmt(r['mean'], metric)} vs {fmt(r['than_mean'], metric)}" if r["than_n"] else
+                    f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}" if r["n"] else NOT_YET_RUN)
+    else:
+        # a ratio is a plain number whatever its metric (a parameter ratio is not a count)
+        claimed = fmt(c["claimed"], metric if c["kind"] != "ratio" else "") if "claimed" in c else ""
+        measured = fmt(r["mean"], metric if c["kind"] != "ratio" else "") or (NOT_YET_RUN if c["kind"] != "reference"
+                                                                            else "")
+        if r["n"] > 1 and c["kind"] == "metric":
+            measured += f" ± {fmt(r['std'], metric)}"
+    tol = c.get("tolerance")
+    tolerance = ("" if tol is None else f"±{100 * tol:.0f}% rel" if c.get("tolerance_kind") == "rel"
+                 else f"±{fmt(tol, metric)}" if c["kind"] == "metric" else f"±{tol:g}")
+    return {"source": c["source"], "claimed": claimed, "measured": measured, "n": r["n"] or "",
+            "tolerance": tolerance, "verdict": r["verdict"], "cpu_minutes": r["cpu_minutes"],
+            "gpu_minutes": r["gpu_minutes"]}
+
+
+def robust_verdict(verdicts: dict[str, str]) -> str:
+    """One verdict over a claim's readings: *holds under every reading*, *holds only under ...*, *fails under every
+    reading*, *inconclusive* (none holds, some not judged: inconclusive or not yet run), or *not yet run*."""
+    if len(verdicts) == 1:
+        return next(iter(verdicts.values()))
+    holds = [r for r, v in verdicts.items() if v == "reproduced"]
+    fails = [r for r, v in verdicts.items() if v == "not reproduced"]
+    if len(holds) == len(verdicts):
+        return "holds under every reading"
+    if len(fails) == len(verdicts):
+        return "fails under every reading"
+    if holds:
+        unjudged = [r for r in verdicts if r not in holds and r not in fails]
+        return f"holds only under {' / '.join(holds)}" + (f" ({len(unjudged)} reading(s) not judged)" if unjudged else "")
+    if not fails and all(v == NOT_YET_RUN for v in verdicts.values()):
+        return NOT_YET_RUN
+    return "inconclusive"
+
+
+def robust_table(runs: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
+    """One row per judged claim: its verdict under each reading, the robust verdict and the compute its runs took."""
+    per = claims_table(runs, paper)
+    per = per[~per["verdict"].isin(["reference", "judged in its notebook"])]
+    rows = []
+    for cid, g in per.groupby("id", sort=False):
+        verdicts = dict(zip(g["reading"], g["verdict"]))
+        minutes = g["cpu_minutes"].sum(), g["gpu_minutes"].sum()
+        rows.append({"paper": g["paper"].iloc[0], "claim": g["claim"].iloc[0], "source": g["source"].iloc[0],
+                     "readings": len(g), "per reading": "; ".join(f"{r}: {v}" for r, v in verdicts.items())
+                     if len(g) > 1 else g["measured"].iloc[0],
+                     "verdict": robust_verdict(verdicts),
+                     "cost": (f"{minutes[0]:.0f} CPU min" if minutes[0] else "")
+                     + (f", {minutes[1]:.0f} GPU min" if minutes[1] else "")})
     return pd.DataFrame(rows)
 
 
 def style_verdicts(table: pd.DataFrame):
     """Colour the verdict column for the notebooks; text left-aligned, no index."""
     colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "inconclusive": "#fff3c4",
-               NOT_YET_RUN: "#eeeeee", INDICATION: "#e3f2fd"}
-    return (table.style.hide(axis="index")
-            .map(lambda v: f"background-color: {colours.get(v, 'white')}", subset=["verdict"])
+               NOT_YET_RUN: "#eeeeee", INDICATION: "#e3f2fd", "holds under every reading": "#c8e6c9",
+               "fails under every reading": "#ffcdd2"}
+
+    def colour(v: str) -> str:
+        c = colours.get(v, "#dcedc8" if str(v).startswith("holds only") else "white")
+        return f"background-color: {c}"
+    shown = table.drop(columns=[c for c in ("id", "cpu_minutes", "gpu_minutes") if c in table])
+    return (shown.style.hide(axis="index").map(colour, subset=["verdict"])
             .set_properties(**{"text-align": "left"}))

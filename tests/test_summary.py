@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from hwrlib.summary import claims_table, evaluate, load_claims
+from hwrlib.summary import claim_readings, claims_table, evaluate, load_claims, robust_verdict
 
 CLAIM = {"id": "t", "paper": "002", "text": "t", "source": "s", "kind": "metric", "metric": "final_test_acc", "claimed": 0.9931,
          "tolerance": 0.002, "where": {"model": "pytorch_cnn", "profile": "paper", "train_size": None}}
@@ -78,6 +78,44 @@ def test_model_claims_are_computed_from_the_registry():
 def test_every_claim_is_judged_from_another_papers_runs_alone():
     """The summary notebook's full claims table, with runs of one paper only (curve judges included)."""
     table = claims_table(runs(0.993))
-    kinds = pd.Series([c["kind"] for c in load_claims()], index=table.index)
+    kind_of = {c["id"]: c["kind"] for c in load_claims()}
+    kinds = table["id"].map(kind_of)
     judged = table[kinds.isin(["metric", "curve", "comparison", "ratio"]) & table["paper"].isin(["003", "004"])]
     assert len(judged) >= 14 and (judged["verdict"] == "not yet run").all()
+
+
+def test_readings_expand_into_one_claim_each():
+    readings = {"002": {"head": {"linear": {"where": {"head": "linear"}}, "hidden500": {"where": {"head": "hidden500"}}},
+                        "score": {"last": {"metric": "final_test_acc"}, "best": {"metric": "max_test_acc"}}}}
+    claim = {**CLAIM, "readings": ["head", "score"]}
+    expanded = dict(claim_readings(claim, readings))
+    assert list(expanded) == ["linear, last", "linear, best", "hidden500, last", "hidden500, best"]
+    assert expanded["hidden500, best"]["where"] == {**CLAIM["where"], "head": "hidden500"}
+    assert expanded["hidden500, best"]["metric"] == "max_test_acc" and CLAIM["metric"] == "final_test_acc"
+    assert claim_readings(CLAIM, readings) == [("as stated", CLAIM)]
+    # two readings' runs are never pooled: each reading sees its own
+    frame = pd.concat([runs(0.993, 0.993).assign(head="linear"), runs(0.980, 0.982).assign(head="hidden500")])
+    verdicts = {r: evaluate(c, frame)["verdict"] for r, c in expanded.items() if r.endswith("last")}
+    assert verdicts == {"linear, last": "reproduced", "hidden500, last": "not reproduced"}
+
+
+@pytest.mark.parametrize("verdicts,robust", [
+    ({"a": "reproduced", "b": "reproduced"}, "holds under every reading"),
+    ({"a": "not reproduced", "b": "not reproduced"}, "fails under every reading"),
+    ({"a": "reproduced", "b": "not reproduced"}, "holds only under a"),
+    ({"a": "reproduced", "b": "not yet run"}, "holds only under a (1 reading(s) not judged)"),
+    ({"a": "not reproduced", "b": "inconclusive"}, "inconclusive"),
+    ({"a": "not yet run", "b": "not yet run"}, "not yet run"),
+    ({"as stated": "not reproduced"}, "not reproduced"),
+])
+def test_robust_verdict(verdicts, robust):
+    assert robust_verdict(verdicts) == robust
+
+
+def test_comparisons_need_more_than_the_noise():
+    lenet = runs(0.9880, 0.9884, 0.9886, model="lenet5")
+    comp = {**CLAIM, "kind": "comparison", "than": {"model": "lenet5", "profile": "paper"}}
+    assert evaluate(comp, pd.concat([runs(0.9900, 0.9905, 0.9910), lenet]))["verdict"] == "reproduced"
+    # a mean 0.07 points higher with a seed spread of 0.13 points: within twice the standard error
+    assert evaluate(comp, pd.concat([runs(0.9880, 0.9910, 0.9870), lenet]))["verdict"] == "inconclusive"
+    assert evaluate(comp, pd.concat([runs(0.9800, 0.9805, 0.9810), lenet]))["verdict"] == "not reproduced"
