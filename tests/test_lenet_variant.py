@@ -285,3 +285,18 @@ def test_speed_orderings_within_seed_noise_are_inconclusive(tmp_path):
     assert figs.judge_filters(load_runs(tmp_path / "noisy"), {})["verdict"] == "inconclusive"
     slow = figs.judge_filters(load_runs(tmp_path / "slow"), {})
     assert slow["verdict"] == "not reproduced" and "± " in slow["measured"]
+
+
+def test_lambda_search_validates_on_the_training_subset(mnist_ready, one_thread, monkeypatch):
+    from hwrlib.experiments import p003_lambda
+    seen = []
+    real = p003_lambda.fit_replicas
+
+    def spy(cfg, data, device, progress):
+        seen.append((cfg.weight_decay, cfg.train_size, [len(v[1]) for _, v in data]))
+        return real(cfg, data, device, progress)
+    monkeypatch.setattr(p003_lambda, "fit_replicas", spy)
+    table = p003_lambda.search((0.0, 0.5), seeds=2, progress=False, profile="smoke", batch_size=25, train_size=400)
+    assert list(table["weight_decay"]) == [0.0, 0.5] and table["chosen"].sum() == 1
+    assert seen == [(0.0, 300, [100, 100]), (0.5, 300, [100, 100])]  # 3/4 fit, 1/4 validate, per seed
+    assert ((0 < table["val_error"]) & (table["val_error"] < 1)).all()

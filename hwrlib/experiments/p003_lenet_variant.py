@@ -272,20 +272,10 @@ def replica_rows(history: list[dict[str, Any]], g: int) -> list[dict[str, Any]]:
     return [{k: v[g] if isinstance(v, list) else v for k, v in row.items()} for row in history]
 
 
-def train_cnn(cfg: P003Config, progress: bool = True) -> None:
-    """Train the CNN of every seed of ``cfg`` together, scoring each test subset on :func:`eval_schedule`.
-
-    Writes one run folder per seed. Replica ``g`` has exactly the initialization, subsets and batch
-    order of a lone run with its seed. Runs last seconds to minutes: no checkpoint.
-    """
-    t0 = time.perf_counter()
-    set_threads_from_env()
-    device = resolve_device(cfg.device)
-    rds = cfg.cnn_dirs()
-    for rd in rds:
-        rd.write_config()
+def fit_replicas(cfg: P003Config, data: list, device: torch.device, progress: bool = True) -> tuple[list[dict], Replicas]:
+    """Train the networks of ``cfg.seeds`` side by side on ``data`` (per seed: ``((x, y), (xt, yt))``), scoring each
+    on its own ``(xt, yt)`` on :func:`eval_schedule`; returns the group's evaluation rows and the model."""
     model = Replicas(cfg, device)
-    data = [load_subsets(cfg, s) for s in cfg.seeds]
     # inputs in [0, 1] as the toolbox feeds them (x / 255, no normalization)
     train = model.batches([TensorLoader(x, y, cfg.batch_size, shuffle=True, seed=s, mean=0.0, std=1.0,
                                         device=device, channels_last=True) for s, ((x, y), _) in zip(cfg.seeds, data)])
@@ -296,6 +286,23 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
     history, _ = fit(model.net, train, opt, device, num_steps=cfg.num_epochs * len(train),
                      evaluate_fn=lambda m: score(model, test), update=lambda x, y: model.update(opt, x, y),
                      eval_at=eval_schedule(cfg), seed=cfg.seed, progress=progress, desc=desc)
+    return history, model
+
+
+def train_cnn(cfg: P003Config, progress: bool = True) -> None:
+    """Train the CNN of every seed of ``cfg`` together (:func:`fit_replicas`) and write one run folder per seed.
+
+    Replica ``g`` has exactly the initialization, subsets and batch order of a lone run with its seed. Runs last
+    seconds to minutes: no checkpoint.
+    """
+    t0 = time.perf_counter()
+    set_threads_from_env()
+    device = resolve_device(cfg.device)
+    rds = cfg.cnn_dirs()
+    for rd in rds:
+        rd.write_config()
+    data = [load_subsets(cfg, s) for s in cfg.seeds]
+    history, model = fit_replicas(cfg, data, device, progress)
     for g, (rd, ((x, y), (xt, yt)), s) in enumerate(zip(rds, data, cfg.seeds)):
         rows = replica_rows(history, g)
         rd.write_metrics(rows)
