@@ -96,7 +96,17 @@ class ExperimentConfig:
         missing = [k for k in known if k not in given]
         if missing:
             raise ConfigError(missing[0], "the notebook's parameters cell does not set it; add it there")
-        return cls.from_params(**{k: given[k] for k in known})
+        cfg = cls.from_params(**{k: given[k] for k in known})
+        cfg.check_device()
+        return cfg
+
+    def check_device(self) -> None:
+        """The device is there on this machine (the notebook checks before any data or model cell runs)."""
+        from .train import resolve_device
+        try:
+            resolve_device(self.device)
+        except (ValueError, RuntimeError) as e:
+            raise ConfigError("device", str(e)) from None
 
     def record(self) -> dict[str, Any]:
         """What this run's folder records in config.yaml, and what its run id is computed from (but device)."""
@@ -146,8 +156,9 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Checks that need more than a type; subclasses extend it."""
         dev = self.device
-        if dev.split(":")[0] not in DEVICES:
-            raise ConfigError("device", f"must be one of {', '.join(DEVICES)} (optionally 'cuda:N'), got {dev!r}")
+        kind, colon, index = dev.partition(":")
+        if kind not in DEVICES or (colon and (kind != "cuda" or not index.isdigit())):
+            raise ConfigError("device", f"must be one of {', '.join(DEVICES)} or cuda:N (N a GPU index), got {dev!r}")
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed!r}")
 

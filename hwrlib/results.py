@@ -11,6 +11,7 @@ columns, with their meaning, are listed once in ``results/README.md`` (a test ke
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -131,6 +132,12 @@ class RunDir:
         atomic_write_text(self.path / f"{name}.csv", pd.DataFrame(rows).to_csv(index=False))
 
     def read(self) -> Run:
+        """The finished run, checked (:func:`check_run`); a damaged record raises, naming the folder and the fix."""
+        try:
+            check_run(self.path)
+        except DamagedRecord as e:
+            raise DamagedRecord(f"{self.path}: {e}. It is not a result: delete the folder to train the run again") \
+                from None
         config = {"paper": self.paper, **yaml.safe_load((self.path / "config.yaml").read_text())}
         return Run(self.path, config, self.read_metrics(), self.read_final())
 
@@ -180,22 +187,93 @@ def final_record(history: list[dict[str, Any]], **fields: Any) -> dict[str, Any]
     return {**record, **fields}
 
 
-def load_runs(root: str | os.PathLike | None = None, paper: str | None = None) -> pd.DataFrame:
+class DamagedRecord(ValueError):
+    """A run folder whose record cannot be taken as a result; the message says what is wrong."""
+
+
+def _strict(value: str) -> float:
+    raise ValueError(f"non-finite number {value} (final.json must be strict JSON)")
+
+
+def check_run(folder: Path) -> dict[str, Any]:
+    """The row :func:`load_runs` makes of a complete run folder, or :class:`DamagedRecord` saying what is wrong.
+
+    Checked: config.yaml and final.json parse (final.json as strict JSON, no NaN/Infinity), the accuracies are
+    numbers in [0, 1], metrics.csv is the one final.json was written with (its SHA-256 and row count) and its last
+    test accuracy is ``final_test_acc``, and the folder's name is the id of its config.
+    """
+    try:
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        final = json.loads((folder / "final.json").read_text(), parse_constant=_strict)
+        metrics = (folder / "metrics.csv").read_bytes()
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise DamagedRecord(f"unreadable: {type(e).__name__}: {e}") from None
+    if not isinstance(cfg, dict) or not isinstance(final, dict):
+        raise DamagedRecord("config.yaml and final.json must each hold a mapping")
+    for key, value in final.items():
+        if key.endswith(("_acc", "_top5", "_error")) and value is not None:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise DamagedRecord(f"final.json: {key} = {value!r} is not a fraction in [0, 1]")
+    if "metrics_sha256" in final and final["metrics_sha256"] != hashlib.sha256(metrics).hexdigest():
+        raise DamagedRecord("metrics.csv is not the file final.json was written with (SHA-256 differs): "
+                            "it was cut or edited after the run")
+    try:
+        h = pd.read_csv(io.BytesIO(metrics))
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DamagedRecord(f"metrics.csv: {e}") from None
+    if "num_evals" in final and len(h) != final["num_evals"]:
+        raise DamagedRecord(f"metrics.csv has {len(h)} evaluation rows, final.json says {final['num_evals']}")
+    if "test_acc" in h and len(h) and "final_test_acc" in final and h["test_acc"].iloc[-1] != final["final_test_acc"]:
+        raise DamagedRecord("final_test_acc differs from the last evaluation in metrics.csv")
+    identity = {k: v for k, v in cfg.items() if k != "paper"}
+    if run_id(identity) != folder.name:
+        raise DamagedRecord(f"the folder's name is not the id of its config.yaml ({run_id(identity)})")
+    return {**cfg, **final, "run_id": folder.name, "run_path": str(folder)}
+
+
+def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,
+              damaged: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """One row per complete run: its config columns, then its final.json fields.
 
-    Folders without final.json (runs in progress or interrupted) are skipped.
+    Folders without final.json (runs in progress or interrupted) are skipped. A damaged record (see
+    :func:`check_run`) is skipped too and, when ``damaged`` is a list, appended to it as ``(path, problem)``;
+    the frame's ``attrs["damaged"]`` holds the same list.
     """
     base = paths.results_dir(root) / "runs"
-    rows = []
+    rows, bad = [], []
     for final in sorted(base.glob(f"{paper or '*'}/*/final.json")):
-        cfg = yaml.safe_load((final.parent / "config.yaml").read_text())
-        rows.append({**cfg, **json.loads(final.read_text()), "run_id": final.parent.name,
-                     "run_path": str(final.parent)})
-    return pd.DataFrame(rows)
+        try:
+            rows.append(check_run(final.parent))
+        except DamagedRecord as e:
+            bad.append((str(final.parent), str(e)))
+    if damaged is not None:
+        damaged.extend(bad)
+    frame = pd.DataFrame(rows)
+    frame.attrs["damaged"] = bad
+    return frame
 
 
 def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate the per-epoch metrics of ``runs`` (rows of :func:`load_runs`), keyed by run_id."""
+    """Concatenate the per-evaluation metrics of ``runs`` (rows of :func:`load_runs`), keyed by run_id."""
     frames = [pd.read_csv(Path(p) / "metrics.csv").assign(run_id=r) for r, p in zip(runs.run_id, runs.run_path)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hwrlib.results check [RESULTS_DIR]``: verify every record; exit 1 if any is damaged."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m hwrlib.results", description=main.__doc__)
+    ap.add_argument("command", choices=["check"])
+    ap.add_argument("results_dir", nargs="?", help="default: $HWR_RESULTS_DIR or <repo>/results")
+    args = ap.parse_args(argv)
+    damaged: list[tuple[str, str]] = []
+    runs = load_runs(args.results_dir, damaged=damaged)
+    for path, problem in damaged:
+        print(f"damaged: {path}: {problem}")
+    print(f"{len(runs)} complete records, {len(damaged)} damaged, in {paths.results_dir(args.results_dir) / 'runs'}")
+    return 1 if damaged else 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

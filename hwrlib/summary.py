@@ -295,6 +295,11 @@ def robust_table(runs: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def damaged_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The records :func:`hwrlib.results.load_runs` skipped as damaged: path and what is wrong (empty: none)."""
+    return pd.DataFrame(runs.attrs.get("damaged", []), columns=["record", "problem"])
+
+
 def style_verdicts(table: pd.DataFrame):
     """Colour the verdict column for the notebooks; text left-aligned, no index."""
     colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "inconclusive": "#fff3c4",

@@ -45,6 +45,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} asked for, but MPS is not available here; use device='auto' or 'cpu'")
     return dev
@@ -278,8 +280,13 @@ def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device
     per_epoch = len(train_loader)
     evals, logs = [], []
     ckpt = Path(checkpoint) if checkpoint else None
+    where = {"device": device.type, "num_threads": torch.get_num_threads()}
     if ckpt and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state.get("where", where) != where:
+            raise RuntimeError(f"{ckpt} was written on {state['where']}, this process has {where}: resuming would "
+                               "mix numbers of two setups. Resume with the same device and HWR_NUM_THREADS, or "
+                               "delete the checkpoint to start the run again")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         evals, logs = state["evals"], state["logs"]
@@ -305,7 +312,7 @@ def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device
         if plateau is not None and step > 0:
             plateau.step(evals[-1]["val_loss"], len([e for e in evals if e["step"] > 0]), model, optimizer)
         if ckpt:
-            save_checkpoint(ckpt, model, optimizer, {"evals": evals, "logs": logs,
+            save_checkpoint(ckpt, model, optimizer, {"evals": evals, "logs": logs, "where": where,
                                                      "plateau": plateau.state_dict() if plateau else None})
         if on_eval:
             on_eval(evals, logs)

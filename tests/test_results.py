@@ -108,3 +108,37 @@ def test_committed_final_test_acc_is_the_last_evaluation():
         # the folder's name is the id of its config: the planner finds it
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert run_id({k: v for k, v in config.items() if k != "paper"}) == run.name, run
+
+
+def test_committed_records_pass_the_check(capsys):
+    assert results.main(["check", str(Path(__file__).parents[1] / "results")]) == 0
+    assert "0 damaged" in capsys.readouterr().out
+
+
+def test_damaged_records_are_listed_and_skipped(tmp_path, capsys):
+    import shutil
+    src = _committed_runs()
+    picks = [p for p in src if p.parent.name == "002"][:4] + [p for p in src if p.parent.name == "003"][:2]
+    for p in picks:
+        shutil.copytree(p, tmp_path / "runs" / p.parent.name / p.name)
+    runs = sorted((tmp_path / "runs").glob("*/*"))
+    (runs[0] / "final.json").write_text((runs[0] / "final.json").read_text()[:40])  # truncated
+    final = json.loads((runs[1] / "final.json").read_text())
+    (runs[1] / "final.json").write_text(json.dumps({**final, "final_test_acc": "0.99"}))  # a string for a number
+    lines = (runs[2] / "metrics.csv").read_text().splitlines(keepends=True)
+    (runs[2] / "metrics.csv").write_text("".join(lines[:6]))  # cut to 5 of 20 epochs
+    (runs[3] / "final.json").write_text((runs[3] / "final.json").read_text().replace(
+        '"final_test_loss": ', '"final_test_loss": NaN, "x": '))  # the non-standard NaN token
+    damaged = []
+    frame = load_runs(tmp_path, damaged=damaged)
+    assert len(frame) == 2 and frame.attrs["damaged"] == damaged
+    problems = dict(damaged)
+    assert set(problems) == {str(r) for r in runs[:4]}
+    assert "unreadable" in problems[str(runs[0])] and "not a fraction" in problems[str(runs[1])]
+    assert "SHA-256" in problems[str(runs[2])] and "non-finite" in problems[str(runs[3])]
+    assert results.main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert all(f"damaged: {r}" in out for r in runs[:4]) and "2 complete records, 4 damaged" in out
+    from hwrlib.summary import damaged_table, robust_table
+    assert len(robust_table(frame)) > 10  # the summary still builds from the intact ones
+    assert list(damaged_table(frame)["record"]) == [str(r) for r in runs[:4]]

@@ -116,3 +116,53 @@ def test_bad_optimizer_and_epochs():
         make_optimizer("adamw", create_model("lenet5").parameters(), 0.1)
     with pytest.raises(ValueError, match="num_steps"):
         _fit(epochs=0)
+
+
+def test_non_finite_loss_stops_the_run_and_leaves_no_result(mnist_ready, results_tmp, one_thread):
+    from hwrlib.train import NonFiniteLoss
+    cfg = P002Config.from_params(profile="smoke", compare_models=[], lr=1e30)  # Adam steps of ~1e30
+    with pytest.raises(NonFiniteLoss, match="not finite by step") as e:
+        run_experiment(cfg, progress=False)
+    assert "002 pytorch_cnn" in str(e.value) and "learning rate" in str(e.value)
+    rd = run_dirs(cfg)[0]
+    assert not rd.is_complete() and load_runs().empty
+
+
+def test_a_checkpoint_resumes_only_with_its_thread_count(mnist_ready, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop(evals):
+        raise Stop
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(Stop):
+            _fit(epochs=2, name="lenet5", ckpt=ckpt, on_epoch=stop)
+        torch.set_num_threads(2)
+        with pytest.raises(RuntimeError, match="num_threads': 1.*num_threads': 2.*HWR_NUM_THREADS"):
+            _fit(epochs=2, name="lenet5", ckpt=ckpt)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("device", ["cuda:abc", "cpu:0", "tpu", "cuda:"])
+def test_device_strings_are_parsed_whole(device, monkeypatch):
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    from hwrlib.config import ConfigError
+    with pytest.raises(ConfigError, match="cuda:N") as e:
+        P002Config.from_params(device=device)
+    assert e.value.name == "device"
+
+
+def test_a_missing_device_stops_the_validation_cell(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA exists here")
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    from hwrlib.config import ConfigError
+    namespace = {**P002Config.defaults(), "device": "cuda"}
+    with pytest.raises(ConfigError, match="CUDA is not available") as e:
+        P002Config.from_notebook(namespace)
+    assert e.value.name == "device"
