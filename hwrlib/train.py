@@ -31,7 +31,7 @@ from .results import atomic_write_bytes
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossParts = Callable[[nn.Module, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]  # "loss" is minimized
 Update = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adadelta")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adadelta", "rmsprop_slim")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -99,6 +99,10 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=weight_decay)
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop_slim":
+        # TF-Slim train_image_classifier's defaults: decay 0.9, momentum 0.9, epsilon 1.0 (TF adds it inside the
+        # square root, torch outside: the same damping of small second moments, not the same numbers)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1.0, momentum=0.9, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 

@@ -270,3 +270,28 @@ def test_augment_settings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Augment(pca_noise_p=0.3)
+
+
+def test_expand_keeps_the_originals_and_adds_augmented_copies():
+    from hwrlib.data.hwdb_loader import Augment, expand_batch
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 20, 20) * (torch.arange(20) < 12).float()  # ink on the left: a mirror differs
+    copy = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    out = expand_batch(x, copy, Augment(flip=True, scale=(0.5, 2.0)), g)
+    assert torch.equal(out[copy == 0], x[copy == 0])  # the originals, untouched
+    assert torch.equal(out[copy == 1], x[copy == 1].flip(-1))  # the 1:2 mirror copies
+    assert not torch.equal(out[copy >= 2], x[copy >= 2])  # zoomed
+    noisy = expand_batch(x, copy, Augment(pca_noise_p=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(noisy[copy == 0], x[copy == 0]) and not torch.equal(noisy[copy > 0], x[copy > 0])
+
+
+def test_an_expanded_epoch_holds_every_sample_once_as_stored_and_as_its_copies(loader_cache):
+    idx = np.arange(2, 30)
+    plain = torch.cat([x for x, _ in HWDBLoader(loader_cache, idx, 28)])
+    loader = HWDBLoader(loader_cache, idx, 8, shuffle=True, seed=3, augment=Augment(flip=True), expand=3)
+    assert len(loader) == -(-3 * 28 // 8)
+    xs, ys = zip(*batches(loader))
+    x, y = torch.cat(xs), torch.cat(ys)
+    assert len(y) == 3 * 28 and sorted(y.tolist()) == sorted(loader_cache.labels[idx].tolist() * 3)
+    for i in range(28):  # each original appears as stored, and its mirror appears too
+        assert any(torch.equal(plain[i], row) for row in x) and any(torch.equal(plain[i].flip(-1), row) for row in x)

@@ -129,6 +129,26 @@ def pca_noise(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.Tensor
     return x
 
 
+def expand_batch(x: torch.Tensor, copy: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.Tensor:
+    """The ``expand`` reading of section 2.2: augmented copies *added* to the set, the originals kept.
+
+    ``copy`` (B,) says which copy of its sample each row is: 0 the original as stored, 1 its mirror (with
+    ``flip``: the 1:2 expansion by flipping), 2 and up a random zoom of the original (with ``scale``); PCA noise
+    goes on a ``pca_noise_p`` share of the added copies. Draws are made for every row, so the stream does not
+    depend on which copies a batch holds.
+    """
+    mask = lambda m: m.view(-1, 1, 1, 1)  # noqa: E731
+    out = x
+    if aug.scale is not None:
+        zoomed = augment_batch(x, Augment(scale=aug.scale), g)
+        out = torch.where(mask(copy >= (2 if aug.flip else 1)), zoomed, out)
+    if aug.flip:
+        out = torch.where(mask(copy == 1), x.flip(-1), out)
+    if aug.pca_noise_p > 0:
+        out = torch.where(mask(copy >= 1), pca_noise(out, aug, g), out)
+    return out
+
+
 def _fit(bitmap: np.ndarray, size: int) -> np.ndarray:
     """Shrink a bitmap larger than ``size`` to fit in size x size, aspect kept (area filter: no aliasing)."""
     h, w = bitmap.shape
@@ -154,13 +174,17 @@ class HWDBLoader:
         size: canvas side in pixels (paper: 108).
         augment: ``Augment`` settings; None or ``Augment.none()`` for plain batches.
         channels_last: deliver x in channels_last memory format.
+        expand: ``1`` augments every sample in place (each epoch sees each sample once, transformed); ``k > 1``
+            makes an epoch ``k`` copies of the set, the originals and ``k - 1`` augmented copies
+            (:func:`expand_batch`), shuffled together.
     """
 
     def __init__(self, cache: HWDBCache, indices: np.ndarray | None, batch_size: int, shuffle: bool = False,
                  seed: int = 0, device: str | torch.device = "cpu", size: int = 108,
-                 augment: Augment | None = None, channels_last: bool = False) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+                 augment: Augment | None = None, channels_last: bool = False, expand: int = 1) -> None:
+        if batch_size < 1 or expand < 1:
+            raise ValueError(f"batch_size and expand must be >= 1, got {batch_size}, {expand}")
+        self.expand = expand
         self.cache, self.batch_size, self.shuffle, self.seed = cache, batch_size, shuffle, seed
         self.device, self.size, self.channels_last = torch.device(device), size, channels_last
         self.augment = augment if augment is not None and augment.enabled else None
@@ -177,7 +201,7 @@ class HWDBLoader:
         return int((self.cache.shapes[self.indices].max(axis=1) > self.size).sum())
 
     def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
+        return -(-len(self.indices) * self.expand // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -203,17 +227,19 @@ class HWDBLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, dev = len(self.indices), self.device
-        order = np.arange(n)
+        order = np.arange(n * self.expand)  # with expand, position p is copy p // n of sample p % n
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(n * self.expand)
         g = torch.Generator(device=dev).manual_seed(self.seed * 100_003 + self.epoch)
-        for i in range(0, n, self.batch_size):
-            pos = order[i:i + self.batch_size]
+        for i in range(0, n * self.expand, self.batch_size):
+            pos, copy = order[i:i + self.batch_size] % n, order[i:i + self.batch_size] // n
             buf = torch.from_numpy(self.assemble(self.indices[pos]))
             if self._pin:
                 buf = buf.pin_memory()
             x = buf.to(dev, non_blocking=True).unsqueeze(1) * (1 / 255)  # (B, 1, S, S) float32, one pass
-            if self.augment is not None:
+            if self.augment is not None and self.expand > 1:
+                x = expand_batch(x, torch.from_numpy(copy).to(dev), self.augment, g)
+            elif self.augment is not None:
                 x = augment_batch(x, self.augment, g)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -37,6 +37,10 @@ from .registry import register_experiment
 
 MODELS = ("resnet_hccr", "resnet_hccr_plain", "inception_hccr")
 SCHEDULES = ("cosine", "constant")
+# the two readings of section 2.2's augmentation; under "expand" an epoch holds the originals and 4 augmented copies
+# (a mirror and 3 random zooms: 5x the set, within 「限定为原样本集大小的4-6倍」)
+AUGMENTATIONS = ("replace", "expand")
+EXPAND = 5
 VAL_FRACTION = 0.1  # the paper's 1:10 training/validation split
 WARMUP = 0.02  # share of the steps with a linear learning-rate warm-up (cosine schedule)
 SYNTH_NOTE = "SYNTHETIC stand-in (synth-hwdb), not CASIA-HWDB: never compare with the paper's numbers"
@@ -64,6 +68,7 @@ class P000Config(ExperimentConfig):
     flip: bool = True
     scale: bool = True
     pca_noise: bool = True
+    augmentation: str = "replace"
     eval_every: int | None = None
     log_every: int | None = None
     prod_demo: bool = True
@@ -98,6 +103,7 @@ class P000Config(ExperimentConfig):
         check_model_name(self.model)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         one_of("lr_schedule", self.lr_schedule, SCHEDULES)
+        one_of("augmentation", self.augmentation, AUGMENTATIONS)
         if self.num_steps is None and self.num_epochs is None:
             raise ConfigError("num_steps", "give num_steps or num_epochs (the profile sets one of them)")
         self.at_least_one("num_steps", "num_epochs", "batch_size", "eval_every", "log_every", "num_classes",
@@ -209,7 +215,9 @@ def make_loaders(cfg: P000Config, train: HWDBCache, test: HWDBCache, device: tor
     if keep is not None:
         tr, va = (idx[(train.labels[idx] < cfg.num_classes)] for idx in (tr, va))
     kw = {"device": device, "channels_last": True}
-    return (HWDBLoader(train, tr, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment(), **kw),
+    expand = EXPAND if cfg.augmentation == "expand" else 1
+    return (HWDBLoader(train, tr, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment(), expand=expand,
+                       **kw),
             {"val": HWDBLoader(train, va, 256, **kw), "test": HWDBLoader(test, class_indices(test, cfg.num_classes),
                                                                         256, **kw)})
 
