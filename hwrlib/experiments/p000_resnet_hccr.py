@@ -80,6 +80,9 @@ class P000Config(ExperimentConfig):
         "paper": {"width": 1.0, "num_steps": 600_000, "eval_every": 5000, "log_every": 100},
         # 100 classes x 40 writers of synth-hwdb; a 1/8-width network (CPU minutes)
         "quick": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_epochs": 5, "log_every": 1},
+        # the committed SYNTHETIC study (make study-000-readings): quick's set and width at a fixed 225-step budget
+        # (quick's 5 epochs), so that the expand reading trains on more distinct images, not for longer
+        "study": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_steps": 225, "log_every": 1},
         "smoke": {"num_classes": 10, "synth_writers": 4, "width": 0.125, "num_steps": 4, "eval_every": 2,
                   "log_every": 1},
     }
