@@ -57,7 +57,7 @@ def claim_readings(claim: dict[str, Any], readings: dict | None = None) -> list[
                 c["metric"] = spec["metric"]
             if "args" in spec:
                 c["args"] = {**c.get("args", {}), **spec["args"]}
-        out.append((", ".join(name for name, _ in combo), c))
+        out.append((" + ".join(name for name, _ in combo), c))
     return out
 
 
@@ -271,8 +271,9 @@ def robust_verdict(verdicts: dict[str, str]) -> str:
     if len(fails) == len(verdicts):
         return "fails under every reading"
     if holds:
-        unjudged = [r for r in verdicts if r not in holds and r not in fails]
-        return f"holds only under {' / '.join(holds)}" + (f" ({len(unjudged)} reading(s) not judged)" if unjudged else "")
+        open_ = {v: sum(x == v for x in verdicts.values()) for v in ("inconclusive", NOT_YET_RUN)}
+        note = ", ".join(f"{n} {v}" for v, n in open_.items() if n)
+        return f"holds only under {'; '.join(holds)}" + (f" (so far: {note})" if note else "")
     if not fails and all(v == NOT_YET_RUN for v in verdicts.values()):
         return NOT_YET_RUN
     return "inconclusive"
@@ -286,8 +287,11 @@ def robust_table(runs: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
     for cid, g in per.groupby("id", sort=False):
         verdicts = dict(zip(g["reading"], g["verdict"]))
         minutes = g["cpu_minutes"].sum(), g["gpu_minutes"].sum()
+        by_verdict: dict[str, list[str]] = {}
+        for r, v in verdicts.items():
+            by_verdict.setdefault(v, []).append(r)
         rows.append({"paper": g["paper"].iloc[0], "claim": g["claim"].iloc[0], "source": g["source"].iloc[0],
-                     "readings": len(g), "per reading": "; ".join(f"{r}: {v}" for r, v in verdicts.items())
+                     "readings": len(g), "per reading": "; ".join(f"{v}: {', '.join(rs)}" for v, rs in by_verdict.items())
                      if len(g) > 1 else g["measured"].iloc[0],
                      "verdict": robust_verdict(verdicts),
                      "cost": (f"{minutes[0]:.0f} CPU min" if minutes[0] else "")

@@ -89,21 +89,21 @@ def test_readings_expand_into_one_claim_each():
                         "score": {"last": {"metric": "final_test_acc"}, "best": {"metric": "max_test_acc"}}}}
     claim = {**CLAIM, "readings": ["head", "score"]}
     expanded = dict(claim_readings(claim, readings))
-    assert list(expanded) == ["linear, last", "linear, best", "hidden500, last", "hidden500, best"]
-    assert expanded["hidden500, best"]["where"] == {**CLAIM["where"], "head": "hidden500"}
-    assert expanded["hidden500, best"]["metric"] == "max_test_acc" and CLAIM["metric"] == "final_test_acc"
+    assert list(expanded) == ["linear + last", "linear + best", "hidden500 + last", "hidden500 + best"]
+    assert expanded["hidden500 + best"]["where"] == {**CLAIM["where"], "head": "hidden500"}
+    assert expanded["hidden500 + best"]["metric"] == "max_test_acc" and CLAIM["metric"] == "final_test_acc"
     assert claim_readings(CLAIM, readings) == [("as stated", CLAIM)]
     # two readings' runs are never pooled: each reading sees its own
     frame = pd.concat([runs(0.993, 0.993).assign(head="linear"), runs(0.980, 0.982).assign(head="hidden500")])
     verdicts = {r: evaluate(c, frame)["verdict"] for r, c in expanded.items() if r.endswith("last")}
-    assert verdicts == {"linear, last": "reproduced", "hidden500, last": "not reproduced"}
+    assert verdicts == {"linear + last": "reproduced", "hidden500 + last": "not reproduced"}
 
 
 @pytest.mark.parametrize("verdicts,robust", [
     ({"a": "reproduced", "b": "reproduced"}, "holds under every reading"),
     ({"a": "not reproduced", "b": "not reproduced"}, "fails under every reading"),
     ({"a": "reproduced", "b": "not reproduced"}, "holds only under a"),
-    ({"a": "reproduced", "b": "not yet run"}, "holds only under a (1 reading(s) not judged)"),
+    ({"a": "reproduced", "b": "not yet run", "c": "inconclusive"}, "holds only under a (so far: 1 inconclusive, 1 not yet run)"),
     ({"a": "not reproduced", "b": "inconclusive"}, "inconclusive"),
     ({"a": "not yet run", "b": "not yet run"}, "not yet run"),
     ({"as stated": "not reproduced"}, "not reproduced"),

@@ -167,6 +167,22 @@ def augmentation_table(runs: pd.DataFrame) -> pd.DataFrame:
                          "top-5 (%)": g.final_test_top5.mean().mul(100).round(2), "runs": g.size()}).reset_index()
 
 
+def readings_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Top-1 and top-5 (mean ± sd over seeds, n) per network under each reading: augmentation, loss weights,
+    optimizer. For SYNTHETIC runs this is a sensitivity study, never a verdict."""
+    if runs.empty:
+        return pd.DataFrame()
+    keys = [k for k in ("model", "dataset", "augmentation", "aux_weight", "prod_weight", "optimizer", "lr")
+            if k in runs]
+    rows = []
+    for key, g in runs.groupby(keys, dropna=False, sort=True):
+        row = dict(zip(keys, key))
+        row["model"] = MODEL_LABELS.get(row["model"], row["model"])
+        rows.append({**row, "top-1": fmt_mean_sd(g["final_test_acc"], "test_acc", n=True),
+                     "top-5": fmt_mean_sd(g["final_test_top5"], "test_acc", n=True)})
+    return pd.DataFrame(rows)
+
+
 def anchors() -> pd.DataFrame:
     """Published results as context (different methods, some on a different test set): never judged."""
     return pd.DataFrame(ANCHORS).assign(top1=lambda d: d["top1"].map(lambda v: f"{100 * v:.2f}%"))

@@ -59,44 +59,52 @@ def curves(runs: pd.DataFrame) -> pd.DataFrame:
                     train_acc_pct=100 * h["train_acc"])
 
 
-def _lines(h: pd.DataFrame, y: str, ax, x: str, title: str, hue_title: str, **kw) -> None:
-    # mean line, band of one standard deviation over seeds
-    sns.lineplot(data=h, x=x, y=y, hue="setting", errorbar="sd", ax=ax, **kw)
+READING_TITLE = {"epoch": "iterations read as epochs", "step": "iterations read as updates",
+                 "samples": "against training samples"}
+
+
+def _lines(h: pd.DataFrame, y: str, ax, x: str, title: str, hue_title: str, legend: bool = True, **kw) -> None:
+    # mean line, band of one standard deviation over seeds; the legend beside the plot, in the settings' order
+    order = _order(h["setting"].unique().tolist())
+    sns.lineplot(data=h, x=x, y=y, hue="setting", hue_order=order, errorbar="sd", ax=ax, legend=legend, **kw)
     ax.set(xlabel=XLABEL[x], title=title)
-    ax.legend(title=hue_title)
+    if legend:
+        ax.legend(title=hue_title, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
 
 def fig4_batch_size(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
     """Fig. 4: test error (%) against iterations, one line per batch size."""
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    _lines(_clip(h, x, max_x), "test_error_pct", ax, x, "Fig. 4 rebuilt: test error by batch size", "batch size")
+    fig, ax = plt.subplots(figsize=(11, 4), layout="constrained")
+    _lines(_clip(h, x, max_x), "test_error_pct", ax, x,
+           f"Fig. 4 rebuilt: test error by batch size ({READING_TITLE[x]})", "batch size")
     ax.set(ylabel="test error (%)", ylim=(0, 100))
     return fig
 
 
 def fig5_filters(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
     """Fig. 5: training and test accuracy (%) per C1-C3 filter configuration."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained", sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained", sharey=True)
     h = _clip(h, x, max_x)
-    _lines(h.dropna(subset=["train_acc_pct"]), "train_acc_pct", axes[0], x, "training batches", "C1-C3 maps")
+    _lines(h.dropna(subset=["train_acc_pct"]), "train_acc_pct", axes[0], x, "training batches", "C1-C3 maps",
+           legend=False)
     _lines(h, "test_acc_pct", axes[1], x, "test subset", "C1-C3 maps")
-    axes[0].set(ylabel="accuracy (%)")
-    fig.suptitle("Fig. 5 rebuilt: accuracy by filter configuration")
+    axes[0].set(ylabel="accuracy (%)", ylim=(0, 100))
+    fig.suptitle(f"Fig. 5 rebuilt: accuracy by filter configuration ({READING_TITLE[x]})")
     return fig
 
 
 def fig6_learning_rate(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
     """Fig. 6: test recognition rate (%) against iterations, one line per learning rate."""
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    _lines(_clip(h, x, max_x), "test_acc_pct", ax, x, "Fig. 6 rebuilt: recognition rate by learning rate",
-           "learning rate")
+    fig, ax = plt.subplots(figsize=(11, 4), layout="constrained")
+    _lines(_clip(h, x, max_x), "test_acc_pct", ax, x,
+           f"Fig. 6 rebuilt: recognition rate by learning rate ({READING_TITLE[x]})", "learning rate")
     ax.set(ylabel="test recognition rate (%)", ylim=(0, 100))
     return fig
 
 
 def fig7_mse(h: pd.DataFrame, max_samples: float | None = None):
     """Fig. 7: the toolbox's running training MSE against training samples seen, per learning rate."""
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(11, 4), layout="constrained")
     _lines(_clip(h.dropna(subset=["train_loss_smoothed"]), "samples", max_samples), "train_loss_smoothed", ax,
            "samples", "Fig. 7 rebuilt: training MSE by learning rate", "learning rate")
     ax.set(ylabel="running MSE, 1/2 ||t - y||^2 (0.99 smoothing)")
@@ -304,23 +312,32 @@ def history_frame(runs: list, label: str) -> pd.DataFrame:
     return curves(rows)
 
 
-def summary_section(runs: pd.DataFrame, profile: str = "paper") -> None:
-    """The summary notebook's 003 section: Fig. 4-7 from the grids (seed bands) and Table 1."""
-    from IPython.display import display
-    sel = runs[runs["paper"] == "003"] if not runs.empty else runs
-    display(table1(sel, profile).style.hide(axis="index"))
-    grids = sel[sel["profile"] == profile] if not sel.empty else sel
-    h = {g: curves(grid_runs(grids, g)) for g in GRIDS}
-    if all(v.empty for v in h.values()):
-        print(f"003: no {profile}-profile grid runs yet (`make study-003` runs them)")
-        return
+def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
+    """Fig. 4-7 from the ``profile`` grid runs (seed bands), each under both readings of "iteration" where it has
+    an iteration axis: name -> matplotlib Figure (none without grid runs)."""
+    sel = runs[(runs["paper"] == "003") & (runs["profile"] == profile)] if not runs.empty else runs
+    h = {g: curves(grid_runs(sel, g)) for g in GRIDS}
+    figs = {}
     for x, max_x in (("epoch", None), ("step", 400)):
         if not h["batch_size"].empty:
-            display(fig4_batch_size(h["batch_size"], x, max_x))
+            figs[f"003_fig4_batch_size_{x}"] = fig4_batch_size(h["batch_size"], x, max_x)
+        if not h["filters"].empty:
+            figs[f"003_fig5_filters_{x}"] = fig5_filters(h["filters"], x, max_x)
         if not h["lr"].empty:
-            display(fig6_learning_rate(h["lr"], x, max_x))
-    if not h["filters"].empty:
-        display(fig5_filters(h["filters"]))
+            figs[f"003_fig6_learning_rate_{x}"] = fig6_learning_rate(h["lr"], x, max_x)
     if not h["lr"].empty:
-        display(fig7_mse(h["lr"]))
+        figs["003_fig7_mse"] = fig7_mse(h["lr"])
+    return figs
+
+
+def summary_section(runs: pd.DataFrame, profile: str = "paper") -> None:
+    """The summary notebook's 003 section: Table 1, then Fig. 4-7 from the grids."""
+    from IPython.display import display
+    sel = runs[runs["paper"] == "003"] if not runs.empty else runs
+    display(table1(sel, profile).style.hide(axis="index").set_properties(**{"text-align": "left"}))
+    figs = figures(runs, profile)
+    if not figs:
+        print(f"003: no {profile}-profile grid runs yet (`make study-003` runs them)")
+    for fig in figs.values():
+        display(fig)
     plt.close("all")
