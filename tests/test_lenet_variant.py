@@ -300,3 +300,22 @@ def test_lambda_search_validates_on_the_training_subset(mnist_ready, one_thread,
     assert list(table["weight_decay"]) == [0.0, 0.5] and table["chosen"].sum() == 1
     assert seen == [(0.0, 300, [100, 100]), (0.5, 300, [100, 100])]  # 3/4 fit, 1/4 validate, per seed
     assert ((0 < table["val_error"]) & (table["val_error"] < 1)).all()
+
+
+def test_new_curve_claims_from_the_metrics(tmp_path):
+    ramp = lambda speed, end: [min(end, 0.1 + speed * i) for i in range(40)]  # noqa: E731
+    for seed in (0, 1, 2):
+        for c1, c3, end in ((6, 12, 0.93), (10, 16, 0.93 + 0.002 * seed)):  # 10-16: no clear gain
+            _fake_run(tmp_path / "filters", {"c1": c1, "c3": c3}, seed, ramp(0.03, end))
+        for c1, c3, end in ((6, 12, 0.90), (10, 16, 0.95 + 0.001 * seed)):  # 10-16: a clear gain
+            _fake_run(tmp_path / "gain", {"c1": c1, "c3": c3}, seed, ramp(0.03, end))
+        for lr, speed in ((0.2, 0.01), (0.5, 0.02), (1.0, 0.04 + 0.001 * seed)):
+            _fake_run(tmp_path / "lr", {"lr": lr}, seed, ramp(speed, 0.95))
+    assert figs.judge_larger_net_no_gain(load_runs(tmp_path / "filters"), {})["verdict"] == "reproduced"
+    assert figs.judge_larger_net_no_gain(load_runs(tmp_path / "gain"), {})["verdict"] == "not reproduced"
+    fig7 = figs.judge_fig7_mse(load_runs(tmp_path / "lr"), {})  # the fake running MSE is 1 - accuracy
+    assert fig7["verdict"] == "reproduced" and fig7["n"] == 9
+    # the default point's curves never rise: no overfitting; a late rise of 3 points is overfitting
+    assert figs.judge_no_overfitting(load_runs(tmp_path / "lr"), {})["verdict"] == "reproduced"
+    _fake_run(tmp_path / "over", {}, 0, ramp(0.04, 0.95)[:-5] + [0.92] * 5)
+    assert figs.judge_no_overfitting(load_runs(tmp_path / "over"), {})["verdict"] == "not reproduced"

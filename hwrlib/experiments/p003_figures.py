@@ -274,6 +274,46 @@ def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     return verdict_result(text, h["run_id"].nunique(), ok, sel)
 
 
+def judge_fig7_mse(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """Fig. 7: with lr 1.0 the running training MSE falls faster (lower mean over training) than with 0.2 and 0.5."""
+    sel = grid_runs(runs, "lr")
+    h = curves(sel)
+    if h.empty or not {"0.2", "0.5", "1"} <= set(h["setting"]):
+        return verdict_result("", 0, None)
+    whole = h[np.isclose(h["epoch"], h["epoch"].round()) & h["train_loss_smoothed"].notna()]
+    mse = _stats(h, whole.groupby("run_id")["train_loss_smoothed"].mean()).reindex(["0.2", "0.5", "1"])
+    ok = _all([_less(mse, "1", "0.5"), _less(mse, "1", "0.2")])
+    return verdict_result(f"mean running MSE over training (± s.e.): {_fmt_stats(mse)}", h["run_id"].nunique(), ok,
+                          sel)
+
+
+def judge_larger_net_no_gain(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """Fig. 5: 10-16 is not clearly better than 6-12: its final test error is not lower by twice the s.e."""
+    sel = grid_runs(runs, "filters")
+    h = curves(sel)
+    if h.empty or not {"6-12", "10-16"} <= set(h["setting"]):
+        return verdict_result("", 0, None)
+    final = _stats(h, h.groupby("run_id")["test_error"].last() * 100).reindex(["6-12", "10-16"])
+    clearly_better = _less(final, "10-16", "6-12")
+    return verdict_result(f"final test error (± s.e.): {_fmt_stats(final, ' %')}", h["run_id"].nunique(),
+                          clearly_better is not True, sel)
+
+
+def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
+    """No overfitting: at the default setting the final test error is within 1 point of its lowest (mean over
+    seeds), under the claim's penalty reading (``args.weight_decay``)."""
+    wd = claim.get("args", {}).get("weight_decay", 0.0)
+    sel = select(runs, {**DEFAULTS, "weight_decay": wd}) if not runs.empty else runs
+    h = curves(sel.assign(setting="default")) if not sel.empty else pd.DataFrame()
+    if h.empty:
+        return verdict_result("", 0, None)
+    whole = h[np.isclose(h["epoch"], h["epoch"].round())]
+    g = whole.groupby("run_id")["test_error"]
+    rise = (g.last() - g.min()) * 100
+    text = f"final minus lowest test error: {rise.mean():.2f} ± {rise.std(ddof=1):.2f} points (lambda {wd:g})"
+    return verdict_result(text, len(rise), bool(rise.mean() < 1.0), sel)
+
+
 # ---- Table 1 and the summary section -------------------------------------------------------------
 
 METHODS = {  # model -> (Table 1 row, preprocessing, claim id)
