@@ -30,3 +30,20 @@ def judge_loss_flat(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     text = (f"training loss still falls by {drop.mean():.4f} nats after update {first_step:,} (limit {limit:.3f}: "
             f"5% of ln 10); at update {first_step:,} it is {after['train_loss'].first().mean():.4f}")
     return verdict_result(text, len(drop), bool(drop.mean() < limit), sel)
+
+
+def sensitivity_table(runs: pd.DataFrame, claimed: float = 0.9931) -> pd.DataFrame:
+    """The paper protocol's final test accuracy per (head, optimizer, lr): mean ± sd over seeds, and where the
+    claimed accuracy falls among the plausible protocols (sweeps/002_sensitivity.yaml)."""
+    from ..summary import fmt, fmt_mean_sd
+    sel = runs[(runs["paper"] == "002") & (runs["model"] == "pytorch_cnn") & (runs["profile"] == "paper")
+               & runs["train_size"].isna()] if not runs.empty else runs
+    if sel.empty:
+        return pd.DataFrame()
+    rows = []
+    for (head, opt, lr), g in sel.groupby(["head", "optimizer", "lr"], sort=True):
+        rows.append({"head": head, "optimizer": opt, "lr": f"{lr:g}", "final test acc": fmt_mean_sd(
+            g["final_test_acc"], "test_acc", n=True), "best epoch": fmt_mean_sd(g["max_test_acc"], "test_acc"),
+            "claimed": fmt(claimed, "test_acc"),
+            "claim vs mean": f"{100 * (claimed - g['final_test_acc'].mean()):+.2f} points"})
+    return pd.DataFrame(rows)
