@@ -92,7 +92,9 @@ study-003: data
 context-003: data
 	$(SWEEP) $(NB003) sweeps/003_context.yaml --workers 1
 
+# bench_models: every paper model's training images/s, GFLOP/s, % of the matmul rate, ratio to a pytorch/examples loop
 bench: data
+	$(PY) bench/bench_models.py
 	$(PY) bench/bench_mnist.py
 	$(PY) bench/bench_003.py
 	$(PY) bench/bench_004.py

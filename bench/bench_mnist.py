@@ -14,7 +14,9 @@ same thread count:
 Why: the model is small (about 12 MFLOP forward per image), so on a CPU the per-sample Python and PIL work
 of the reference input pipeline is a visible part of each step; hwrlib avoids it by batching straight from
 the uint8 tensor, and channels_last lets oneDNN use its faster conv kernels. The ratio hwrlib/reference
-shows what both buy. Measurements of the two loops are
+shows what both buy. Both loops share hwrlib's optimizer (``make_optimizer``: fused Adam) and, as it is
+process-wide, ``prepare_model``'s allocator setting; ``bench_models.py`` compares against a reference without
+either, each loop in a process of its own. Measurements of the two loops are
 interleaved (order alternating per repeat) and the best of the repeats is kept, so background load hits
 both alike. Training FLOPs per image (3x the analytic forward count of the Conv2d/Linear layers) times
 images/s, divided by this machine's measured fp32 matmul FLOP/s, gives the fraction of the FLOP limit used.
@@ -88,15 +90,18 @@ class PilMNIST(Dataset):
         return self.transform(img), target
 
 
-def reference_train(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> None:
-    """The training loop of pytorch/examples mnist/main.py (logging left out)."""
+def reference_train(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> None:
+    """The training loop of pytorch/examples mnist/main.py; its log line's ``loss.item()`` read every step
+    (the example prints every 10th; on a CPU the read costs nothing, on a GPU it waits for the step)."""
     model.train()
     for data, target in loader:
         optimizer.zero_grad()
         output = model(data)
-        loss = F.cross_entropy(output, target)
+        loss = loss_fn(output, target)
         loss.backward()
         optimizer.step()
+        loss.item()
 
 
 # ---- one measurement per loop: fresh seeded model, warm-up pass, timed pass ---------------------------------
@@ -108,10 +113,11 @@ def fresh_model() -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, make_optimizer("adam", model.parameters(), 1e-3)
 
 
-def time_pass(run: Callable[[], None], n: int) -> float:
-    t0 = time.perf_counter()
+def time_pass(run: Callable[[], None], n: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """``n`` / seconds of ``run()`` by ``clock`` (wall time, or ``time.thread_time`` for one thread's CPU time)."""
+    t0 = clock()
     run()
-    return n / (time.perf_counter() - t0)
+    return n / (clock() - t0)
 
 
 def measure_hwrlib(x: torch.Tensor, y: torch.Tensor, batch_size: int, n_warm: int) -> float:
@@ -152,8 +158,8 @@ def benchmark(x: torch.Tensor, y: torch.Tensor, batch_sizes: list[int], repeats:
 
 # ---- FLOPs: model per image (analytic) and the machine's fp32 matmul limit (measured) ----------------------
 
-def forward_flops(model: nn.Module) -> int:
-    """Multiply-adds x2 of Conv2d and Linear layers for one 1x28x28 image; activations, pooling, bias ignored."""
+def forward_flops(model: nn.Module, image_shape: tuple[int, ...] = (1, 28, 28)) -> int:
+    """Multiply-adds x2 of Conv2d and Linear layers for one image (eval mode); activations, pooling, bias ignored."""
     total = 0
 
     def conv_hook(m: nn.Conv2d, inp: tuple, out: torch.Tensor) -> None:
@@ -169,22 +175,22 @@ def forward_flops(model: nn.Module) -> int:
                for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, 1, 28, 28))
+            model.eval()(torch.zeros(1, *image_shape))
     finally:
         for h in handles:
             h.remove()
     return total
 
 
-def matmul_flops_per_s(n: int = 2048, seconds: float = 1.5) -> float:
+def matmul_flops_per_s(n: int = 2048, seconds: float = 1.5, clock: Callable[[], float] = time.perf_counter) -> float:
     """Best fp32 n x n matmul rate over about ``seconds``: the practical FLOP limit of this CPU."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)  # first call pays for thread pool and allocation
     best, start = 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
+        t0 = clock()
         torch.mm(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+        best = max(best, 2 * n**3 / (clock() - t0))
     return best
 
 

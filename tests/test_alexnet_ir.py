@@ -13,6 +13,7 @@ from hwrlib.experiments import P004Config
 from hwrlib.experiments import p004_figures as figs
 from hwrlib.experiments import run_experiment
 from hwrlib.models import count_params, create_model, layer_table
+from hwrlib.models.layers import LocalResponseNorm
 from hwrlib.results import load_runs
 from hwrlib.train import Plateau, fit, make_optimizer, score
 
@@ -46,7 +47,8 @@ def test_alexnet_maps_and_claimed_counts():
     assert shapes["features.14"] == (256, 1, 1)
     mod, ir = count_params(create_model("alexnet_mod")), count_params(create_model("alexnet_ir"))
     assert abs(mod / 2.1e7 - 1) < 0.1 and abs(ir / 8e5 - 1) < 0.1
-    assert isinstance(create_model("alexnet_mod").features[2], nn.LocalResponseNorm)
+    lrn = create_model("alexnet_mod").features[2]  # AlexNet's constants, in the faster exact LRN
+    assert isinstance(lrn, LocalResponseNorm) and (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)
 
 
 def test_plateau_rule_on_a_scripted_loss_sequence():
