@@ -63,7 +63,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_mnist import forward_flops, matmul_flops_per_s, reference_train, time_pass
 from hwrlib.data import TensorLoader, load_mnist, prepare_mnist
-from hwrlib.experiments.lenet_variant import make_sgd, mse
+from hwrlib.experiments.p003_lenet_variant import make_sgd, mse
 from hwrlib.models import create_model
 from hwrlib.models.layers import LocalResponseNorm
 from hwrlib.train import make_optimizer, prepare_model, train_epoch
