@@ -297,6 +297,8 @@ def test_sweep_on_a_dask_cluster(mnist_ready, results_tmp, dask_cluster, tmp_pat
     assert "without encryption" not in dask_cluster.logs()
     assert sweep.main([NOTEBOOK, str(grid), "--scheduler", dask_cluster.address]) == 0
     assert "0 done, 2 skipped, 0 failed" in capfd.readouterr().out
+    # the killed attempt's temp notebook is gone (the retry removed it) and no lock is left behind
+    assert not list(results_tmp.rglob(sweep.TMP_NOTEBOOK)) and not list(results_tmp.rglob(sweep.LOCK))
 
     # every worker dies mid-point: the sweep stops after --worker-timeout and lists the unfinished point
     grid.write_text("profile: smoke\ncompare_models: []\nseeds: [2]\n")
