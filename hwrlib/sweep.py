@@ -155,11 +155,21 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n         kernel log:\n           " + "\n           ".join(text.splitlines()[-lines:]) if text else ""
 
 
+def _remove_dead_kernel_dirs() -> None:
+    """The kernel folders of points whose worker was killed (``hwr-kernel-<worker pid>-*`` in the temp folder)."""
+    for folder in Path(tempfile.gettempdir()).glob("hwr-kernel-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _execute(notebook: str, params: dict[str, Any], out: Path, threads: int) -> dict[str, Any]:
     """Run the notebook into ``out`` with papermill; the temp notebook never outlives the call."""
     import papermill as pm
     tmp = out / TMP_NOTEBOOK
-    kernel_dir = Path(tempfile.mkdtemp(prefix="hwr-kernel-"))  # short: a unix socket path has at most 107 bytes
+    _remove_dead_kernel_dirs()
+    # short: a unix socket path has at most 107 bytes
+    kernel_dir = Path(tempfile.mkdtemp(prefix=f"hwr-kernel-{os.getpid()}-"))
     config = Config({"PointKernelManager": {"transport": "ipc", "ip": str(kernel_dir / "k"),
                                              "stderr_path": str(kernel_dir / "stderr.log"),
                                              "env_changes": _kernel_env(params, threads)}})

@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -179,9 +180,13 @@ def test_point_locks_busy_stale_and_cleanup(tmp_path):
 
 def test_a_killed_kernel_leaves_no_temp_notebook_or_lock(tmp_path):
     nb = _notebook(tmp_path / "die.ipynb", "import os\nos._exit(3)")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = Path(tempfile.mkdtemp(prefix=f"hwr-kernel-{dead.pid}-"))  # the kernel folder of a killed worker's point
     status = sweep.run_point(nb, {}, str(tmp_path / "o"), 1)
     assert status["status"] == "failed" and "DeadKernelError" in status["error"]
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []
+    assert not orphan.exists() and not list(Path(tempfile.gettempdir()).glob(f"hwr-kernel-{os.getpid()}-*"))
 
 
 def test_plan_removes_a_stale_temp_notebook_but_not_a_running_one(results_tmp):
