@@ -261,6 +261,7 @@ def dask_cluster(tmp_path):
     cluster = _Cluster(tmp_path / "cluster")
     yield cluster
     cluster.kill(cluster.procs)
+    sweep._remove_dead_kernel_dirs()  # of the points whose worker the test killed
 
 
 def _wait_for(predicate, timeout: float = 120.0):
