@@ -16,6 +16,7 @@ import os
 import platform
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -363,7 +364,8 @@ def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device
 
     if not evals and eval_at(0, per_epoch):
         record_eval()
-    bar = tqdm(total=num_steps, initial=step, desc=desc or "train", unit="step", disable=not progress,
+    # stdout, not stderr: JupyterLab draws stderr in a pink band, which a progress bar is not
+    bar = tqdm(total=num_steps, initial=step, desc=desc or "train", unit="step", disable=not progress, file=sys.stdout,
                mininterval=5, dynamic_ncols=True)
     while step < num_steps and not (plateau is not None and plateau.stopped):
         epoch, skip = divmod(step, per_epoch)

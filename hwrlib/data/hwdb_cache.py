@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -188,7 +189,7 @@ def _convert_all(files: dict[str, list[Path]], parts_dir: Path, skip_bad: bool,
     every = [(s, f) for s, fs in files.items() for f in fs]
     parts: dict[str, list[Path]] = {s: [] for s in files}
     bad = samples = 0
-    bar = tqdm(every, desc="GNT -> cache", unit="file", disable=not progress, mininterval=2, dynamic_ncols=True)
+    bar = tqdm(every, desc="GNT -> cache", unit="file", disable=not progress, file=sys.stdout, mininterval=2, dynamic_ncols=True)
     for i, (split, f) in enumerate(bar):
         part = parts_dir / split / f"{i:05d}-{f.stem}.npz"
         n, b = convert_file(f, part, writer_id(f, i), skip_bad)

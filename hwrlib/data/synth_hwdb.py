@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ def prepare_synth(p: SynthParams, data_dir: str | os.PathLike | None = None, bui
     chars, skipped = choose_classes(medians, p.num_classes)
     splits = p.split_writers()
     todo = [(s, w) for s, ws in splits.items() for w in ws]
-    for split, w in tqdm(todo, desc="synth-hwdb writers", unit="writer", disable=not progress, mininterval=2):
+    for split, w in tqdm(todo, desc="synth-hwdb writers", unit="writer", disable=not progress, file=sys.stdout, mininterval=2):
         gnt = root / split / f"{w}-synth.gnt"
         if not gnt.exists():  # resumable: each writer's file is written atomically
             write_gnt(gnt, writer_samples(p, w, chars, medians))

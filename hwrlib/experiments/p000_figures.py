@@ -67,7 +67,7 @@ def plot_losses(runs: list, i: int = 10, title: str = ""):
             ax.plot(s["step"], window_mean(s[part], i), color=line.get_color(), label=_label(run.config))
     for ax, part, letter in zip(axes, PARTS, "abcd"):
         ax.set(title=f"({letter}) {'total' if part == 'loss' else part} loss", xlabel="step", yscale="log" if part == "regularization" else "linear")
-    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.suptitle(title or f"Fig. 3 rebuilt: loss parts, window mean i = {i} (eq. 8)")
     return fig
 
@@ -81,7 +81,7 @@ def plot_scalars(runs: list, title: str = ""):
             ax1.plot(s["step"], s["prod_a"], label=_label(run.config))
     ax1.axhline(1, color="gray", ls=":")
     ax1.set(title="prod a_i (the shortcut path's gain, eq. 6)", xlabel="step", ylabel="prod a_i")
-    ax1.legend(fontsize=7)
+    ax1.legend(fontsize=9, loc="lower left", frameon=False)
     first, s = next(((r, s) for r, s in steps if "prod_a" in s), (None, None))
     if first is not None:
         a = s.filter(regex=r"^a_\d+$")
