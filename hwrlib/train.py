@@ -399,8 +399,8 @@ def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device
                 seconds += time.perf_counter() - t0
                 _check_finite(eval_sums, step, desc)
                 record_eval()
-                bar.set_postfix({k: f"{v:.4f}" for k, v in evals[-1].items()
-                                 if k in ("train_loss", "test_acc", "val_acc") and isinstance(v, float)})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in evals[-1].items()  # shown at the bar's next refresh
+                                 if k in ("train_loss", "test_acc", "val_acc") and isinstance(v, float)}, refresh=False)
                 t0 = time.perf_counter()
                 if plateau is not None and plateau.stopped:
                     break
