@@ -297,7 +297,7 @@ def test_lambda_search_validates_on_the_training_subset(mnist_ready, one_thread,
         return real(cfg, data, device, progress)
     monkeypatch.setattr(p003_lambda, "fit_replicas", spy)
     table = p003_lambda.search((0.0, 0.5), seeds=2, progress=False, profile="smoke", batch_size=25, train_size=400)
-    assert list(table["weight_decay"]) == [0.0, 0.5] and table["chosen"].sum() == 1
+    assert list(table["weight_decay"]) == [0.0, 0.5] and table["chosen"].sum() == 1 and not table["chosen"][0]
     assert seen == [(0.0, 300, [100, 100]), (0.5, 300, [100, 100])]  # 3/4 fit, 1/4 validate, per seed
     assert ((0 < table["val_error"]) & (table["val_error"] < 1)).all()
 

@@ -4,8 +4,9 @@
 
 For each candidate lambda, the networks of seeds 0-4 train side by side (the paper protocol: 6-12, batch 50,
 lr 1.0, 100 epochs) on the first 3/4 of each seed's 2,000-image training subset (1,500 images) and are scored on
-the other 500; the test subset is never looked at. The chosen lambda has the lowest mean validation error (the
-paper gives no value and no rule).
+the other 500; the test subset is never looked at. The paper gives no value and no rule; the penalty reading
+takes the largest lambda > 0 whose mean validation error is within one standard error of the best one (the
+one-standard-error rule: the strongest penalty the data cannot tell from the best).
 """
 from __future__ import annotations
 
@@ -44,8 +45,15 @@ def search(lambdas: tuple[float, ...] = LAMBDAS, seeds: int = 5, progress: bool 
         rows.append({"weight_decay": lam, "val_error": err.mean(), "val_error_se": err.std(ddof=1) / seeds ** 0.5,
                      "seeds": seeds, "fit_images": fit_n, "val_images": base.train_size - fit_n,
                      "seconds": time.perf_counter() - t0})
-    table = pd.DataFrame(rows)
-    return table.assign(chosen=table["val_error"] == table["val_error"].min())
+    return choose(pd.DataFrame(rows))
+
+
+def choose(table: pd.DataFrame) -> pd.DataFrame:
+    """Mark the penalty reading's lambda: the largest lambda > 0 within one standard error of the best mean."""
+    best = table.loc[table["val_error"].idxmin()]
+    ok = (table["weight_decay"] > 0) & (table["val_error"] <= best["val_error"] + best["val_error_se"])
+    pick = table.loc[ok, "weight_decay"].max() if ok.any() else table.loc[table["weight_decay"] > 0, "weight_decay"].min()
+    return table.assign(chosen=table["weight_decay"] == pick)
 
 
 def main(argv: list[str] | None = None) -> int:
