@@ -32,11 +32,15 @@ XLABEL = {"epoch": "epochs (passes over the training subset)", "step": "iteratio
 READINGS = ("epoch", "step")
 
 
-def grid_runs(runs: pd.DataFrame, grid: str) -> pd.DataFrame:
-    """The runs of one grid (``batch_size``, ``filters`` or ``lr``) with a ``setting`` label column."""
+def grid_runs(runs: pd.DataFrame, grid: str, claim: dict | None = None) -> pd.DataFrame:
+    """The runs of one grid (``batch_size``, ``filters`` or ``lr``) with a ``setting`` label column.
+
+    A claim's reading may move the grid's fixed point (its ``args``, e.g. ``weight_decay`` for the penalty reading).
+    """
     if runs.empty:
         return runs
-    fixed = {k: v for k, v in DEFAULTS.items()
+    point = {**DEFAULTS, **{k: v for k, v in (claim or {}).get("args", {}).items() if k in DEFAULTS}}
+    fixed = {k: v for k, v in point.items()
              if not (k == grid or (grid == "filters" and k in ("c1", "c3")))}
     sel = select(runs, fixed)
     if sel.empty:  # e.g. only other papers' runs: they lack the 003 columns used below
@@ -205,7 +209,7 @@ def judge_small_batch(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     Read per epoch, batch 50 makes four times batch 200's updates; read per update, the three are compared at
     equal update counts (the error at the last update all of them reached, for the end).
     """
-    sel = grid_runs(runs, "batch_size")
+    sel = grid_runs(runs, "batch_size", claim)
     h = curves(sel)
     if h.empty or h["setting"].nunique() < 3:
         return verdict_result("", 0, None)
@@ -221,7 +225,7 @@ def judge_small_batch(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
 
 def judge_over_90(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """Above 90 % test recognition after about 30 iterations (default setting, batch 50), under the claim's reading."""
-    sel = grid_runs(runs, "batch_size")
+    sel = grid_runs(runs, "batch_size", claim)
     h = curves(sel)
     h = h[h["setting"] == "50"] if not h.empty else h
     if h.empty:
@@ -233,7 +237,7 @@ def judge_over_90(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
 
 def judge_filters(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """The 6-12 configuration converges fastest: lower mean error over training than 2-8 and 10-16."""
-    sel = grid_runs(runs, "filters")
+    sel = grid_runs(runs, "filters", claim)
     h = curves(sel)
     if h.empty or h["setting"].nunique() < 3:
         return verdict_result("", 0, None)
@@ -252,7 +256,7 @@ def oscillation(h: pd.DataFrame) -> pd.Series:
 
 def judge_lr2_oscillates(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """Learning rate 2.0 oscillates: its late test error moves more between evaluations than any other rate's."""
-    sel = grid_runs(runs, "lr")
+    sel = grid_runs(runs, "lr", claim)
     h = curves(sel)
     if h.empty or "2" not in set(h["setting"]) or h["setting"].nunique() < 2:
         return verdict_result("", 0, None)
@@ -264,7 +268,7 @@ def judge_lr2_oscillates(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
 
 def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """The larger the learning rate, the faster the convergence (lower mean error over training, 0.2 to 1.2)."""
-    sel = grid_runs(runs, "lr")
+    sel = grid_runs(runs, "lr", claim)
     h = curves(sel)
     if h.empty or h["setting"].nunique() < 3:
         return verdict_result("", 0, None)
@@ -276,7 +280,7 @@ def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
 
 def judge_fig7_mse(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """Fig. 7: with lr 1.0 the running training MSE falls faster (lower mean over training) than with 0.2 and 0.5."""
-    sel = grid_runs(runs, "lr")
+    sel = grid_runs(runs, "lr", claim)
     h = curves(sel)
     if h.empty or not {"0.2", "0.5", "1"} <= set(h["setting"]):
         return verdict_result("", 0, None)
@@ -289,7 +293,7 @@ def judge_fig7_mse(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
 
 def judge_larger_net_no_gain(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """Fig. 5: 10-16 is not clearly better than 6-12: its final test error is not lower by twice the s.e."""
-    sel = grid_runs(runs, "filters")
+    sel = grid_runs(runs, "filters", claim)
     h = curves(sel)
     if h.empty or not {"6-12", "10-16"} <= set(h["setting"]):
         return verdict_result("", 0, None)
@@ -354,19 +358,29 @@ def history_frame(runs: list, label: str) -> pd.DataFrame:
 
 def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     """Fig. 4-7 from the ``profile`` grid runs (seed bands), each under both readings of "iteration" where it has
-    an iteration axis: name -> matplotlib Figure (none without grid runs)."""
+    an iteration axis, and once per penalty reading that has grid runs: name -> matplotlib Figure."""
     sel = runs[(runs["paper"] == "003") & (runs["profile"] == profile)] if not runs.empty else runs
-    h = {g: curves(grid_runs(sel, g)) for g in GRIDS}
+    lambdas = sorted(sel["weight_decay"].dropna().unique()) if "weight_decay" in sel else []
     figs = {}
-    for x, max_x in (("epoch", None), ("step", 400)):
-        if not h["batch_size"].empty:
-            figs[f"003_fig4_batch_size_{x}"] = fig4_batch_size(h["batch_size"], x, max_x)
-        if not h["filters"].empty:
-            figs[f"003_fig5_filters_{x}"] = fig5_filters(h["filters"], x, max_x)
+    for wd in lambdas:
+        reading = {"args": {"weight_decay": wd}}
+        h = {g: curves(grid_runs(sel, g, reading)) for g in GRIDS}
+        h = {g: v if not v.empty and v["setting"].nunique() > 1 else pd.DataFrame() for g, v in h.items()}
+        tag, note = ("", "") if wd == 0 else (f"_lambda{wd:g}", f", lambda {wd:g}")
+        drawn = {}
+        for x, max_x in (("epoch", None), ("step", 400)):
+            if not h["batch_size"].empty:
+                drawn[f"003_fig4_batch_size_{x}{tag}"] = fig4_batch_size(h["batch_size"], x, max_x)
+            if not h["filters"].empty:
+                drawn[f"003_fig5_filters_{x}{tag}"] = fig5_filters(h["filters"], x, max_x)
+            if not h["lr"].empty:
+                drawn[f"003_fig6_learning_rate_{x}{tag}"] = fig6_learning_rate(h["lr"], x, max_x)
         if not h["lr"].empty:
-            figs[f"003_fig6_learning_rate_{x}"] = fig6_learning_rate(h["lr"], x, max_x)
-    if not h["lr"].empty:
-        figs["003_fig7_mse"] = fig7_mse(h["lr"])
+            drawn[f"003_fig7_mse{tag}"] = fig7_mse(h["lr"])
+        for fig in drawn.values():
+            if note:
+                fig.suptitle((fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()) + note)
+        figs.update(drawn)
     return figs
 
 
