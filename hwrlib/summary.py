@@ -141,8 +141,10 @@ def _model_metric(claim: dict[str, Any]) -> float | None:
     from .models import count_params, create_model, list_models, residual_adds
     if claim["model"] not in list_models():
         return None
-    model = create_model(claim["model"], **claim.get("model_kwargs", {}))
-    return count_params(model) if claim["metric"] == "num_params" else residual_adds(model)
+    def value(name: str) -> float:
+        model = create_model(name, **claim.get("model_kwargs", {}))
+        return count_params(model) if claim["metric"] == "num_params" else residual_adds(model)
+    return value(claim["model"]) / value(claim["than_model"]) if "than_model" in claim else value(claim["model"])
 
 
 def _judge(claim: dict[str, Any]):
@@ -246,8 +248,9 @@ def _row(c: dict[str, Any], runs: pd.DataFrame, profile: str | None) -> dict[str
                     f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}" if r["n"] else NOT_YET_RUN)
     else:
         # a ratio is a plain number whatever its metric (a parameter ratio is not a count)
-        claimed = fmt(c["claimed"], metric if c["kind"] != "ratio" else "") if "claimed" in c else ""
-        measured = fmt(r["mean"], metric if c["kind"] != "ratio" else "") or (NOT_YET_RUN if c["kind"] != "reference"
+        plain = c["kind"] == "ratio" or "than_model" in c
+        claimed = fmt(c["claimed"], "" if plain else metric) if "claimed" in c else ""
+        measured = fmt(r["mean"], "" if plain else metric) or (NOT_YET_RUN if c["kind"] != "reference"
                                                                             else "")
         if r["n"] > 1 and c["kind"] == "metric":
             measured += f" ± {fmt(r['std'], metric)}"
