@@ -307,6 +307,11 @@ def damaged_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(runs.attrs.get("damaged", []), columns=["record", "problem"])
 
 
+def style_table(table: pd.DataFrame):
+    """A table as the notebooks show it: no index column, text left-aligned (numbers carry their unit as text)."""
+    return table.style.hide(axis="index").set_properties(**{"text-align": "left"})
+
+
 def style_verdicts(table: pd.DataFrame):
     """Colour the verdict column for the notebooks; text left-aligned, no index."""
     colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "inconclusive": "#fff3c4",
