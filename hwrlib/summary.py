@@ -276,7 +276,8 @@ def robust_verdict(verdicts: dict[str, str]) -> str:
     if holds:
         open_ = {v: sum(x == v for x in verdicts.values()) for v in ("inconclusive", NOT_YET_RUN)}
         note = ", ".join(f"{n} {v}" for v, n in open_.items() if n)
-        return f"holds only under {'; '.join(holds)}" + (f" (so far: {note})" if note else "")
+        prefix = "so far: " if open_[NOT_YET_RUN] else ""
+        return f"holds only under {'; '.join(holds)}" + (f" ({prefix}{note})" if note else "")
     if not fails and all(v == NOT_YET_RUN for v in verdicts.values()):
         return NOT_YET_RUN
     return "inconclusive"

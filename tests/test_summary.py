@@ -103,6 +103,7 @@ def test_readings_expand_into_one_claim_each():
     ({"a": "reproduced", "b": "reproduced"}, "holds under every reading"),
     ({"a": "not reproduced", "b": "not reproduced"}, "fails under every reading"),
     ({"a": "reproduced", "b": "not reproduced"}, "holds only under a"),
+    ({"a": "reproduced", "b": "inconclusive"}, "holds only under a (1 inconclusive)"),
     ({"a": "reproduced", "b": "not yet run", "c": "inconclusive"}, "holds only under a (so far: 1 inconclusive, 1 not yet run)"),
     ({"a": "not reproduced", "b": "inconclusive"}, "inconclusive"),
     ({"a": "not yet run", "b": "not yet run"}, "not yet run"),
