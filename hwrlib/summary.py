@@ -323,5 +323,9 @@ def style_verdicts(table: pd.DataFrame):
         c = colours.get(v, "#dcedc8" if str(v).startswith("holds only") else "white")
         return f"background-color: {c}"
     shown = table.drop(columns=[c for c in ("id", "cpu_minutes", "gpu_minutes") if c in table])
+    # the claim keeps room to read; a long measured text (003's curve judges) wraps instead of squeezing it
+    widths = [{"selector": f"td.col{shown.columns.get_loc(c)}", "props": props} for c, props in
+              (("claim", "min-width: 22em;"), ("measured", "max-width: 36em;"), ("per reading", "max-width: 36em;"))
+              if c in shown]
     return (shown.style.hide(axis="index").map(colour, subset=["verdict"])
-            .set_properties(**{"text-align": "left"}))
+            .set_properties(**{"text-align": "left", "vertical-align": "top"}).set_table_styles(widths))
