@@ -42,7 +42,8 @@ def plot_history(history: pd.DataFrame, hue: str | None = None, claimed_acc: flo
         ax2.axhline(100 * claimed_acc, color="crimson", linestyle=":", label=f"claimed {100 * claimed_acc:.2f}%")
     if hue or claimed_acc is not None:
         ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, title=hue)
-    ax2.set(ylabel="test accuracy (%)", title="test accuracy")
+    lo, hi = ax2.get_ylim()
+    ax2.set(ylabel=f"test accuracy (%; the axis spans {lo:.2f}-{hi:.2f})", title="test accuracy")
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch" + (f"  (1 epoch = {iters_per_epoch:,} iterations)" if iters_per_epoch else ""))

@@ -86,7 +86,11 @@ def _curves_002_001(runs: pd.DataFrame, paper: str, hue: str) -> dict:
         return {}
     h = load_metrics(sel).merge(sel[["run_id", "model", *[c for c in ("head", "optimizer") if c in sel]]],
                                 on="run_id")
-    h = h.assign(runs=h["model"] + ("" if hue == "model" else ", " + h[hue].astype(str)))
+    # the reading's value where it applies (002's head is the CNN's; LeNet-5 has none)
+    reading = h[hue].astype(str) if hue != "model" else ""
+    if hue == "head":
+        reading = reading.where(h["model"] == "pytorch_cnn", "")
+    h = h.assign(runs=h["model"] + (", " + reading).where(reading != "", "") if hue != "model" else h["model"])
     return {f"{paper}_curves": plot_history(h, hue="runs", title=f"{paper}: paper profile, mean and 95% band over seeds")}
 
 
