@@ -9,7 +9,8 @@ NB003 := notebooks/003_lenet_variant_mnist.ipynb
 NB004 := notebooks/004_alexnet_ir_mnist.ipynb
 NB000 := notebooks/000_resnet_hccr.ipynb
 
-.PHONY: install lab data synth-hwdb hwdb-cache reproduce test bench paper study-000 study-003 context-003 clean
+.PHONY: install lab data synth-hwdb hwdb-cache reproduce report test bench paper sensitivity-002 study-000 study-000-readings \
+  study-003 study-003-readings context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
@@ -67,9 +68,24 @@ report: install
 
 # the paper protocols over seeds: long on a CPU, the records are committed
 paper: data
-	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml --workers $(WORKERS)
-	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml --workers $(WORKERS)
-	$(SWEEP) $(NB004) sweeps/004_paper.yaml --workers $(WORKERS)
+	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml sweeps/002_readings.yaml --workers $(WORKERS)
+	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml sweeps/001_readings.yaml --workers $(WORKERS)
+	$(SWEEP) $(NB004) sweeps/004_table2.yaml sweeps/004_paper.yaml --workers $(WORKERS)
+
+# 002's unstated optimizer and lr (hidden500 head): 8 paper-protocol runs, about 35 CPU-min each
+sensitivity-002: data
+	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_sensitivity.yaml --workers $(WORKERS)
+
+# 003's other readings: the lambda search (validation on the training subsets), Table 1's CNN under eq. 3 and
+# lambda, and the three grids under lambda
+study-003-readings: data
+	$(PY) -m hwrlib.experiments.p003_lambda
+	$(SWEEP) $(NB003) sweeps/003_readings.yaml sweeps/003_grids_lambda.yaml --workers 2
+
+# 000's readings on synth-hwdb (SYNTHETIC): augmentation replace | expand x loss weighted | summed x 3 networks x
+# 3 seeds, and TF-Slim's RMSProp, at an equal 225-step budget (about 2 min a run on one core)
+study-000-readings: synth-hwdb
+	$(SWEEP) $(NB000) sweeps/000_readings.yaml sweeps/000_optimizer.yaml --workers $(WORKERS)
 
 # unit tests, then every notebook through nbval in the smoke profile (results in a temp dir)
 test: data

@@ -29,11 +29,11 @@ from .summary import claims_table, damaged_table, robust_table  # noqa: E402
 FIGURES = "report-figures"
 HEADLINE = re.compile(r"(<!-- report:headline -->\n).*?(<!-- /report:headline -->)", re.S)
 # how to produce what a claim needs, by paper (shown beside "not yet run")
-COMMANDS = {"000": "make study-000 (synth-hwdb); CASIA-HWDB1.1 runs need the data (README)",
-            "001": "hwr-sweep notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml sweeps/001_readings.yaml",
-            "002": "hwr-sweep notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml sweeps/002_readings.yaml",
-            "003": "make study-003",
-            "004": "hwr-sweep notebooks/004_alexnet_ir_mnist.ipynb sweeps/004_paper.yaml"}
+COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs need the data (README)",
+            "001": "make paper (sweeps/001_paper.yaml, 001_readings.yaml)",
+            "002": "make paper (sweeps/002_paper.yaml, 002_readings.yaml); ResNet-18: add it to compare_models, a GPU job",
+            "003": "make study-003 study-003-readings",
+            "004": "make paper (sweeps/004_table2.yaml: hours per seed on a CPU, minutes on a GPU)"}
 VERDICT_MARK = {"reproduced": "✅", "holds under every reading": "✅", "not reproduced": "❌",
                 "fails under every reading": "❌", "inconclusive": "❔", "not yet run": "⏳"}
 
