@@ -88,3 +88,11 @@ def test_non_finite_numbers_are_refused(value, monkeypatch):
     with pytest.raises(ConfigError, match="finite") as e:
         P002Config.from_params(lr=value)
     assert e.value.name == "lr"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:3])
+def test_papermill_help_shows_every_parameter_with_its_type(path):
+    import papermill
+    shown = papermill.inspect_notebook(str(path))
+    assert sorted(shown) == sorted(_parameters_cell(path))  # a '=' in a comment hides a parameter from papermill
+    assert all(p["inferred_type_name"] not in ("None", "") and p["help"] for p in shown.values()), shown
