@@ -109,20 +109,24 @@ def verdict_result(measured: str, n: int, ok: bool | str | None, runs: pd.DataFr
     return {"measured": measured, "n": n, "verdict": verdict, **cost(runs)}
 
 
-def cost(runs: pd.DataFrame | None) -> dict[str, float]:
-    """Compute the runs took, in minutes of wall time per device kind (a grouped 003 run's time is its group's,
-    so each replica counts for its share)."""
-    out = {"cpu_minutes": 0.0, "gpu_minutes": 0.0}
+def cost(runs: pd.DataFrame | None) -> dict[str, Any]:
+    """What the runs took: ``{"spent": {run_path: (wall minutes, on a GPU)}}`` (a grouped 003 run's time is its
+    group's, so each replica counts for its share). Keyed by run, so a run two readings share counts once."""
     if runs is None or runs.empty or not {"wall_seconds", "train_seconds"} & set(runs):
-        return out
+        return {"spent": {}}
     seconds = runs["wall_seconds"] if "wall_seconds" in runs else pd.Series(math.nan, index=runs.index)
     if "train_seconds" in runs:  # 003's baselines record their fit time only
         seconds = seconds.fillna(runs["train_seconds"])
     share = seconds.fillna(0) / (runs["replicas"].fillna(1) if "replicas" in runs else 1)
-    gpu = runs["device"].astype(str).str.startswith(("cuda", "mps")) if "device" in runs else False
-    out["gpu_minutes"] = float(share[gpu].sum() / 60)
-    out["cpu_minutes"] = float(share[~gpu].sum() / 60) if isinstance(gpu, pd.Series) else float(share.sum() / 60)
-    return out
+    gpu = (runs["device"].astype(str).str.startswith(("cuda", "mps")) if "device" in runs
+           else pd.Series(False, index=runs.index))
+    paths = runs["run_path"] if "run_path" in runs else runs.index.astype(str)
+    return {"spent": {p: (m / 60, bool(g)) for p, m, g in zip(paths, share, gpu)}}
+
+
+def minutes(spent: dict[str, tuple[float, bool]]) -> tuple[float, float]:
+    """CPU and GPU minutes of a :func:`cost` record."""
+    return (sum(m for m, g in spent.values() if not g), sum(m for m, g in spent.values() if g))
 
 
 def within(claim: dict[str, Any], measured: float) -> bool:
@@ -206,9 +210,8 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] 
         than = _metric(other, claim["metric"]).dropna()
         if than.empty:
             return {**out, "verdict": NOT_YET_RUN}
-        spent = cost(other.loc[than.index])
         out.update(than_mean=than.mean(), than_n=len(than),
-                   **{k: out.get(k, 0.0) + v for k, v in spent.items()})
+                   spent={**out["spent"], **cost(other.loc[than.index])["spent"]})
         if kind == "comparison":
             ok = _greater(values, than)
         else:  # ratio
@@ -258,8 +261,7 @@ def _row(c: dict[str, Any], runs: pd.DataFrame, profile: str | None) -> dict[str
     tolerance = ("" if tol is None else f"±{100 * tol:.0f}% rel" if c.get("tolerance_kind") == "rel"
                  else f"±{fmt(tol, metric)}" if c["kind"] == "metric" else f"±{tol:g}")
     return {"source": c["source"], "claimed": claimed, "measured": measured, "n": r["n"] or "",
-            "tolerance": tolerance, "verdict": r["verdict"], "cpu_minutes": r["cpu_minutes"],
-            "gpu_minutes": r["gpu_minutes"]}
+            "tolerance": tolerance, "verdict": r["verdict"], "spent": r["spent"]}
 
 
 def robust_verdict(verdicts: dict[str, str]) -> str:
@@ -290,7 +292,7 @@ def robust_table(runs: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
     rows = []
     for cid, g in per.groupby("id", sort=False):
         verdicts = dict(zip(g["reading"], g["verdict"]))
-        minutes = g["cpu_minutes"].sum(), g["gpu_minutes"].sum()
+        cpu, gpu = minutes({p: v for spent in g["spent"] for p, v in spent.items()})  # each run once
         by_verdict: dict[str, list[str]] = {}
         for r, v in verdicts.items():
             by_verdict.setdefault(v, []).append(r)
@@ -298,8 +300,7 @@ def robust_table(runs: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
                      "readings": len(g), "per reading": "; ".join(f"{v}: {', '.join(rs)}" for v, rs in by_verdict.items())
                      if len(g) > 1 else g["measured"].iloc[0],
                      "verdict": robust_verdict(verdicts),
-                     "cost": (f"{minutes[0]:.0f} CPU min" if minutes[0] else "")
-                     + (f", {minutes[1]:.0f} GPU min" if minutes[1] else "")})
+                     "cost": (f"{cpu:.0f} CPU min" if cpu else "") + (f", {gpu:.0f} GPU min" if gpu else "")})
     return pd.DataFrame(rows)
 
 
@@ -322,7 +323,7 @@ def style_verdicts(table: pd.DataFrame):
     def colour(v: str) -> str:
         c = colours.get(v, "#dcedc8" if str(v).startswith("holds only") else "white")
         return f"background-color: {c}"
-    shown = table.drop(columns=[c for c in ("id", "cpu_minutes", "gpu_minutes") if c in table])
+    shown = table.drop(columns=[c for c in ("id", "spent") if c in table])
     # the claim keeps room to read; a long measured text (003's curve judges) wraps instead of squeezing it
     widths = [{"selector": f"td.col{shown.columns.get_loc(c)}", "props": props} for c, props in
               (("claim", "min-width: 22em;"), ("measured", "max-width: 36em;"), ("per reading", "max-width: 36em;"))

@@ -76,13 +76,18 @@ def _lines(h: pd.DataFrame, y: str, ax, x: str, title: str, hue_title: str, lege
         ax.legend(title=hue_title, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
 
+def _test_curve(h: pd.DataFrame, y: str, ylabel: str, x: str, max_x: float | None, title: str, hue_title: str):
+    """One test curve per setting against iterations under the reading ``x`` (Fig. 4 and Fig. 6)."""
+    fig, ax = plt.subplots(figsize=(11, 4), layout="constrained")
+    _lines(_clip(h, x, max_x), y, ax, x, f"{title} ({READING_TITLE[x]})", hue_title)
+    ax.set(ylabel=ylabel, ylim=(0, 100))
+    return fig
+
+
 def fig4_batch_size(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
     """Fig. 4: test error (%) against iterations, one line per batch size."""
-    fig, ax = plt.subplots(figsize=(11, 4), layout="constrained")
-    _lines(_clip(h, x, max_x), "test_error_pct", ax, x,
-           f"Fig. 4 rebuilt: test error by batch size ({READING_TITLE[x]})", "batch size")
-    ax.set(ylabel="test error (%)", ylim=(0, 100))
-    return fig
+    return _test_curve(h, "test_error_pct", "test error (%)", x, max_x, "Fig. 4 rebuilt: test error by batch size",
+                       "batch size")
 
 
 def fig5_filters(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
@@ -99,11 +104,8 @@ def fig5_filters(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
 
 def fig6_learning_rate(h: pd.DataFrame, x: str = "epoch", max_x: float | None = None):
     """Fig. 6: test recognition rate (%) against iterations, one line per learning rate."""
-    fig, ax = plt.subplots(figsize=(11, 4), layout="constrained")
-    _lines(_clip(h, x, max_x), "test_acc_pct", ax, x,
-           f"Fig. 6 rebuilt: recognition rate by learning rate ({READING_TITLE[x]})", "learning rate")
-    ax.set(ylabel="test recognition rate (%)", ylim=(0, 100))
-    return fig
+    return _test_curve(h, "test_acc_pct", "test recognition rate (%)", x, max_x,
+                       "Fig. 6 rebuilt: recognition rate by learning rate", "learning rate")
 
 
 def fig7_mse(h: pd.DataFrame, max_samples: float | None = None):
