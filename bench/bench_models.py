@@ -18,7 +18,10 @@ batch 32), 003's LeNet variant (its MSE loss and plain SGD, lr 1, batch 50; 003'
 as one grouped network and reads the losses every step, so this is the single-network step) and 000's ResNet
 at the quick width (0.125, 100 classes, 108x108 inputs: MNIST digits zero-padded, SGD momentum 0.9, lr 0.1,
 batch 64; cross-entropy on the main logits only: the auxiliary head runs forward in training mode, is not
-trained here and is not counted in the FLOPs).
+trained here and is not counted in the FLOPs), and 002's ResNet-18 (Adam 1e-3, batch 32), whose paper-profile
+runs are a GPU job: the report sizes them in CPU-hours from this rate.
+
+With every model (no ``--models``), the table is also written to ``results/bench/models-<threads>threads.json``.
 
 Each measurement builds a freshly seeded model, trains a warm-up pass, then times one pass. The two loops and
 all models alternate in every repeat and the best of the repeats is kept, so background load hits them alike.
@@ -50,10 +53,12 @@ convolutions that neither fused optimizers nor the allocator touch.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -62,10 +67,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench_mnist import forward_flops, matmul_flops_per_s, reference_train, time_pass
+from hwrlib import paths
 from hwrlib.data import TensorLoader, load_mnist, prepare_mnist
 from hwrlib.experiments.p003_lenet_variant import make_sgd, mse
 from hwrlib.models import create_model
 from hwrlib.models.layers import LocalResponseNorm
+from hwrlib.results import atomic_write_text, environment
 from hwrlib.train import make_optimizer, prepare_model, train_epoch
 
 SEED = 0
@@ -97,6 +104,8 @@ CASES = (
     Case("004 improved", "alexnet_ir", 32, "adam", 1e-3, 640, target=75),
     Case("003 LeNet", "lenet_variant", 50, "plain", 1.0, 3000, loss=mse),
     Case("000 ResNet", "resnet_hccr", 64, "sgd", 0.1, 640, dict(width=0.125, num_classes=100), size=108),
+    # 002's Fig. 6 comparison network: its paper-profile runs are a GPU job; this rate sizes them on a CPU
+    Case("002 ResNet-18", "resnet18", 32, "adam", 1e-3, 320),
 )
 
 
@@ -197,7 +206,9 @@ def benchmark(cases: list[Case], repeats: int, scale: float, threads: int | None
     return best
 
 
-def print_table(cases: list[Case], best: list[dict[str, float]], peak: float) -> None:
+def print_table(cases: list[Case], best: list[dict[str, float]], peak: float) -> list[dict[str, Any]]:
+    """Print the per-model table; return its rows."""
+    rows = []
     print(f"\n{'network':<14} {'model':<14} {'batch':>5} {'MFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} "
           f"{'% matmul':>9} {'target':>7} {'ref img/s':>10} {'ref %':>6} {'hwrlib/ref':>10}")
     for case, b in zip(cases, best):
@@ -207,6 +218,10 @@ def print_table(cases: list[Case], best: list[dict[str, float]], peak: float) ->
         print(f"{case.label:<14} {case.model:<14} {case.batch:>5} {flops / 1e6:>10.1f} {b['hwrlib']:>8.0f} "
               f"{flops * b['hwrlib'] / 1e9:>8.1f} {share:>8.1f}% {target:>7} {b['reference']:>10.0f} "
               f"{100 * flops * b['reference'] / peak:>5.1f}% {b['hwrlib'] / b['reference']:>9.2f}x")
+        rows.append({"network": case.label, "model": case.model, "batch": case.batch, "mflop_per_image": flops / 1e6,
+                     "images_per_second": b["hwrlib"], "matmul_share": share / 100, "target": case.target,
+                     "reference_images_per_second": b["reference"]})
+    return rows
 
 
 def profile(cases: list[Case], x: torch.Tensor, y: torch.Tensor, steps: int = 4, rows: int = 8) -> None:
@@ -234,6 +249,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's default); 1 times by CPU time, robust to a busy machine")
     p.add_argument("--profile", action="store_true", help="also profile a few hwrlib steps of each case")
+    p.add_argument("--save", default=None, help="also write the table as JSON here (default with every model: "
+                                                "results/bench/models-<threads>threads.json, read by the report)")
     args = p.parse_args()
     if args.repeats < 1 or args.scale <= 0:
         p.error("--repeats must be >= 1 and --scale > 0")
@@ -257,7 +274,15 @@ def main() -> None:
     peak = max(peak, matmul_flops_per_s(clock=clock()))  # measured before and after: the better one is the limit
     timing = "wall time" if clock() is time.perf_counter else "the thread's CPU time (1 thread)"
     print(f"\nfp32 matmul 2048^3: {peak / 1e9:.1f} GFLOP/s (best of the runs before and after); all rates by {timing}")
-    print_table(cases, best, peak)
+    rows = print_table(cases, best, peak)
+    save = args.save or (None if args.models else str(paths.results_dir() / "bench" /
+                                                       f"models-{torch.get_num_threads()}threads.json"))
+    if save:
+        record = {"threads": torch.get_num_threads(), "timing": timing, "matmul_gflops": peak / 1e9,
+                  "repeats": args.repeats, "scale": args.scale, **environment(), "rows": rows}
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(save), json.dumps(record, indent=1) + "\n")
+        print(f"table written to {save}")
     if args.profile:
         profile(cases, *load_mnist("train"))
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")

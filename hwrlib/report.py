@@ -10,6 +10,7 @@ run" with the command that produces it.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from . import paths  # noqa: E402
 from .experiments import p000_figures, p002_figures, p003_figures, p004_figures  # noqa: E402
 from .plots import plot_history  # noqa: E402
 from .results import load_metrics, load_runs  # noqa: E402
-from .summary import claims_table, damaged_table, robust_table  # noqa: E402
+from .summary import claims_table, damaged_table, load_claims, robust_table  # noqa: E402
 
 FIGURES = "report-figures"
 HEADLINE = re.compile(r"(<!-- report:headline -->\n).*?(<!-- /report:headline -->)", re.S)
@@ -36,6 +37,38 @@ COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs nee
             "004": "make paper (sweeps/004_table2.yaml: hours per seed on a CPU, minutes on a GPU)"}
 VERDICT_MARK = {"reproduced": "✅", "holds under every reading": "✅", "not reproduced": "❌",
                 "fails under every reading": "❌", "inconclusive": "❔", "not yet run": "⏳"}
+
+
+def bench_rates(results_dir: str | None = None) -> dict[str, float]:
+    """Training images/s per model at 1 thread, from ``make bench``'s table (``results/bench/``; empty if none)."""
+    path = paths.results_dir(results_dir) / "bench" / "models-1threads.json"
+    if not path.is_file():
+        return {}
+    return {r["model"]: r["images_per_second"] for r in json.loads(path.read_text())["rows"]}
+
+
+def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
+    """What a claim's GPU-only runs would take on this CPU: its paper-profile runs of ``job["model"]`` (epochs x
+    training images x ``job["seeds"]``) at the 1-thread rate ``make bench`` measured."""
+    from .experiments import create_experiment
+    cfg = create_experiment(paper, profile="paper", model=job["model"])
+    images = cfg.num_epochs * (cfg.train_size or 60_000) * job["seeds"]
+    rate = rates.get(job["model"])
+    if rate is None:
+        return f"needs a GPU ({job['seeds']} x {cfg.num_epochs} epochs of {job['model']}; `make bench` sizes it on a CPU)"
+    return (f"needs a GPU: about {images / rate / 3600:.0f} CPU-hours on this CPU ({job['seeds']} x {cfg.num_epochs} "
+            f"epochs of {job['model']} at the {rate:.0f} images/s `make bench` measured at 1 thread)")
+
+
+def commands(robust: pd.DataFrame, results_dir: str | None = None) -> pd.Series:
+    """Beside each claim not yet run, how to produce its runs (and, for a GPU job, what it costs on this CPU)."""
+    jobs = {c["text"]: c["gpu_job"] for c in load_claims() if "gpu_job" in c}
+    rates = bench_rates(results_dir)
+    out = []
+    for claim, paper, verdict in zip(robust["claim"], robust["paper"], robust["verdict"]):
+        hint = gpu_job_hint(jobs[claim], paper, rates) + "; " if claim in jobs else ""
+        out.append(hint + COMMANDS[paper] if verdict == "not yet run" else "")
+    return pd.Series(out, index=robust.index)
 
 
 def _md(frame: pd.DataFrame) -> str:
@@ -114,8 +147,7 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame]:
     damaged = damaged_table(all_runs)
     if not damaged.empty:
         parts += ["## Damaged records (skipped)", _md(damaged)]
-    shown = robust.assign(verdict=robust["verdict"].map(_mark), command=robust["paper"].map(COMMANDS))
-    shown.loc[~robust["verdict"].eq("not yet run"), "command"] = ""
+    shown = robust.assign(verdict=robust["verdict"].map(_mark), command=commands(robust, results_dir))
     parts += ["## Verdicts", "One row per claim: its verdict under each reading, the robust verdict "
               "(*holds under every reading*, *holds only under …*, *fails under every reading*, *inconclusive*: none "
               "holds and some are not judged yet, or an ordering lies within twice its standard error over seeds), "

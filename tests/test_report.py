@@ -26,3 +26,18 @@ def test_report_builds_from_records_alone(tmp_path):
     assert "not yet run" in text and "make study-003" in text  # a paper without records says how to get them
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("x\n<!-- report:headline -->\n| paper") and readme.endswith("<!-- /report:headline -->\ny\n")
+
+
+def test_gpu_only_rows_are_sized_in_cpu_hours_from_the_bench(tmp_path):
+    import json
+    import shutil
+    shutil.copytree(ROOT / "results" / "runs" / "002", tmp_path / "runs" / "002")
+    text = report.build(str(tmp_path))[0]
+    assert "needs a GPU (3 x 20 epochs of resnet18; `make bench` sizes it on a CPU)" in text  # no bench table yet
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "models-1threads.json").write_text(json.dumps(
+        {"threads": 1, "rows": [{"model": "resnet18", "images_per_second": 100.0}]}))
+    text = report.build(str(tmp_path))[0]
+    # 3 seeds x 20 epochs x 60,000 images at 100 images/s = 10 hours
+    assert "needs a GPU: about 10 CPU-hours on this CPU (3 x 20 epochs of resnet18 at the 100 images/s" in text
+    assert text.count("needs a GPU") == 1  # only the claim that names a GPU job
