@@ -115,8 +115,8 @@ def cost(runs: pd.DataFrame | None) -> dict[str, Any]:
     if runs is None or runs.empty or not {"wall_seconds", "train_seconds"} & set(runs):
         return {"spent": {}}
     seconds = runs["wall_seconds"] if "wall_seconds" in runs else pd.Series(math.nan, index=runs.index)
-    if "train_seconds" in runs:  # 003's baselines record their fit time only
-        seconds = seconds.fillna(runs["train_seconds"])
+    if "train_seconds" in runs:  # 003's baselines record their fit time only; a resumed run's wall time is its
+        seconds = pd.concat([seconds, runs["train_seconds"]], axis=1).max(axis=1)  # last session's, training all
     share = seconds.fillna(0) / (runs["replicas"].fillna(1) if "replicas" in runs else 1)
     gpu = (runs["device"].astype(str).str.startswith(("cuda", "mps")) if "device" in runs
            else pd.Series(False, index=runs.index))

@@ -120,3 +120,15 @@ def test_comparisons_need_more_than_the_noise():
     # a mean 0.07 points higher with a seed spread of 0.13 points: within twice the standard error
     assert evaluate(comp, pd.concat([runs(0.9880, 0.9910, 0.9870), lenet]))["verdict"] == "inconclusive"
     assert evaluate(comp, pd.concat([runs(0.9800, 0.9805, 0.9810), lenet]))["verdict"] == "not reproduced"
+
+
+def test_cost_counts_each_run_once_and_every_session_of_a_resumed_one():
+    from hwrlib.summary import cost, minutes
+    runs = pd.DataFrame([
+        {"run_path": "a", "wall_seconds": 600.0, "train_seconds": 540.0, "device": "cpu"},   # one session
+        {"run_path": "b", "wall_seconds": 120.0, "train_seconds": 3000.0, "device": "cpu"},  # resumed: last session's wall
+        {"run_path": "c", "wall_seconds": None, "train_seconds": 60.0, "device": "cpu"},     # a baseline: fit time only
+        {"run_path": "d", "wall_seconds": 300.0, "train_seconds": 250.0, "device": "cuda"}])
+    spent = cost(runs)["spent"]
+    assert minutes(spent) == pytest.approx((10 + 50 + 1, 5))
+    assert minutes({**spent, **cost(runs.iloc[:1])["spent"]}) == minutes(spent)  # a run two readings share: once
