@@ -157,7 +157,10 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame]:
     sens = p002_figures.sensitivity_table(paper_runs)
     parts += ["## 002: the unstated optimizer and learning rate",
               "Every paper-profile run of the CNN by head, optimizer and learning rate (the grid: "
-              "`sweeps/002_sensitivity.yaml`), against the claimed 99.31 %.", _md(sens)]
+              "`sweeps/002_sensitivity.yaml`), against the claimed 99.31 %. "
+              + p002_figures.sensitivity_share(paper_runs), _md(sens),
+              _images(_save({"002_sensitivity": fig} if (fig := p002_figures.sensitivity_figure(paper_runs)) else {},
+                            figs))]
     parts += ["## 001 and 002", _images(_save({**_curves_002_001(paper_runs, "002", "head"),
                                                  **_curves_002_001(paper_runs, "001", "optimizer")}, figs))]
     parts += ["## 003: Table 1 and Figures 4-7", _md(p003_figures.table1(runs[runs["paper"] == "003"]
