@@ -34,10 +34,10 @@ def plot_history(history: pd.DataFrame, hue: str | None = None, claimed_acc: flo
     h["test_acc_pct"] = 100 * h["test_acc"]
     order = sorted(h[hue].unique()) if hue else None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
-    sns.lineplot(data=h, x="epoch", y="train_loss", hue=hue, hue_order=order, ax=ax1, marker="o", legend=False)
-    sns.lineplot(data=h, x="epoch", y="test_loss", hue=hue, hue_order=order, ax=ax1, linestyle="--", legend=False)
+    sns.lineplot(data=h, x="epoch", y="train_loss", hue=hue, hue_order=order, seed=0, ax=ax1, marker="o", legend=False)
+    sns.lineplot(data=h, x="epoch", y="test_loss", hue=hue, hue_order=order, seed=0, ax=ax1, linestyle="--", legend=False)
     ax1.set(ylabel="cross-entropy loss (nats)", title="loss: training (solid), test (dashed)")
-    sns.lineplot(data=h, x="epoch", y="test_acc_pct", hue=hue, hue_order=order, ax=ax2, marker="o")
+    sns.lineplot(data=h, x="epoch", y="test_acc_pct", hue=hue, hue_order=order, seed=0, ax=ax2, marker="o")
     if claimed_acc is not None:
         ax2.axhline(100 * claimed_acc, color="crimson", linestyle=":", label=f"claimed {100 * claimed_acc:.2f}%")
     if hue or claimed_acc is not None:
