@@ -45,7 +45,9 @@ def fig4(h: pd.DataFrame, title: str = ""):
     ax2.legend(title="model", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax1.set(xlabel="epoch (pass over the training images)", ylabel="training loss, cross-entropy (nats)",
             title="(a) training loss")
-    ax2.set(xlabel="epoch (pass over the training images)", ylabel="test accuracy (%)", title="(b) test accuracy")
+    lo, hi = ax2.get_ylim()
+    ax2.set(xlabel="epoch (pass over the training images)", ylabel=f"test accuracy (%; the axis spans {lo:.2f}-{hi:.2f})",
+            title="(b) test accuracy")
     fig.suptitle(title or "Fig. 4 rebuilt")
     return fig
 
