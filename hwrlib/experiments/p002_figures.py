@@ -43,8 +43,7 @@ def sensitivity_table(runs: pd.DataFrame) -> pd.DataFrame:
     claimed accuracy falls among the plausible protocols (sweeps/002_sensitivity.yaml)."""
     from ..summary import fmt, fmt_mean_sd
     claimed, _ = accuracy_claim()
-    sel = runs[(runs["paper"] == "002") & (runs["model"] == "pytorch_cnn") & (runs["profile"] == "paper")
-               & runs["train_size"].isna()] if not runs.empty else runs
+    sel = _sensitivity_runs(runs)
     if sel.empty:
         return pd.DataFrame()
     rows = []
