@@ -187,6 +187,8 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] 
     if kind == "qualitative":
         return {**out, "verdict": "judged in its notebook"}
     if kind == "curve":
+        if ignore and "where" in claim:  # the judge selects by the claim's filters: drop the ignored ones
+            claim = {**claim, "where": {k: v for k, v in claim["where"].items() if k not in ignore}}
         judged = _judge(claim)(runs, claim)
         if ignore and judged["verdict"] != NOT_YET_RUN:
             judged["verdict"] = INDICATION

@@ -158,13 +158,14 @@ def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tm
     assert again.history.drop(columns="seconds").equals(run.history.drop(columns="seconds"))
 
 
-def _fake_run(root, model, seed, accs, seconds, profile="paper"):
+def _fake_run(root, model, seed, accs, seconds, profile="paper", train_split=None):
     from hwrlib.results import RunDir
-    rd = RunDir("004", {"model": model, "seed": seed, "profile": profile, "train_size": None}, root)
+    cfg = {"model": model, "seed": seed, "profile": profile, "train_size": None}
+    rd = RunDir("004", {**cfg, "train_split": train_split} if train_split else cfg, root)
     rd.write_config()
     rd.write_metrics([{"epoch": i + 1, "train_loss": 1 - a, "test_acc": a} for i, a in enumerate(accs)])
     rd.write_final({"final_test_acc": accs[-1], "best_val_test_acc": accs[-1], "epochs": len(accs), "num_train": 50_000,
-                    "train_images_per_second": 50_000 / seconds, "device": "cpu"})
+                    "train_images_per_second": 50_000 / seconds, "mean_epoch_seconds": seconds, "device": "cpu"})
 
 
 def test_summary_section_from_records(tmp_path, capsys):
@@ -190,3 +191,25 @@ def test_summary_section_from_records(tmp_path, capsys):
     assert len(h) == 8 and set(h["label"]) == {figs.LABELS["alexnet_ir"], figs.LABELS["alexnet_mod"]}
     figs.summary_004(runs)
     assert "paper-profile runs (4 trained models)" in capsys.readouterr().out
+
+
+def test_fig4_and_epoch_time_verdicts_judge_only_their_reading(tmp_path):
+    """Runs of the 60k reading judge that reading's Fig. 4 and epoch-time claims; the 50k reading stays unrun, and
+    a quick-profile pair enters no verdict."""
+    from hwrlib.summary import INDICATION, claims_table
+    for seed in (0, 1):
+        _fake_run(tmp_path, "alexnet_ir", seed, [0.99, 0.996], 300.0, train_split="60k_val_test")
+        _fake_run(tmp_path, "alexnet_mod", seed, [0.98, 0.992], 1500.0, train_split="60k_val_test")
+    # a quick pair whose improved model is the less accurate: it would sink the 60k verdict if it entered
+    _fake_run(tmp_path, "alexnet_ir", 0, [0.90, 0.91], 30.0, profile="quick", train_split="60k_val_test")
+    _fake_run(tmp_path, "alexnet_mod", 0, [0.95, 0.96], 300.0, profile="quick", train_split="60k_val_test")
+    t = claims_table(load_runs(tmp_path), "004").set_index(["id", "reading"])
+    for cid in ("004.fig4_loss", "004.fig4_accuracy"):
+        assert t.loc[(cid, "60k_val_test"), "verdict"] == "reproduced", cid
+        assert t.loc[(cid, "60k_val_test"), "n"] == 4 and t.loc[(cid, "50k_val10k"), "verdict"] == "not yet run"
+    ratio = t.loc[("004.epoch_time_ratio", "60k_val_test")]
+    assert ratio["measured"] == "0.2" and ratio["verdict"] == "reproduced"
+    assert t.loc[("004.epoch_time_ratio", "50k_val10k"), "verdict"] == "not yet run"
+    # a quick-profile notebook sees its own pair, as an indication only
+    quick = claims_table(load_runs(tmp_path), "004", kinds=("curve",), profile="quick").set_index(["id", "reading"])
+    assert quick.loc[("004.fig4_accuracy", "60k_val_test"), "verdict"] == INDICATION

@@ -13,7 +13,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from ..results import load_metrics
-from ..summary import claims_table, fmt, fmt_mean_sd, load_claims, style_verdicts, verdict_result
+from ..summary import claims_table, fmt, fmt_mean_sd, load_claims, select, style_verdicts, verdict_result
 
 # model -> (Table 2 row, claim id of its accuracy)
 METHODS = {"alexnet_ir": ("improved model (this paper)", "004.improved.accuracy"),
@@ -54,34 +54,36 @@ def fig4(h: pd.DataFrame, title: str = ""):
 
 # ---- the Fig. 4 claims: each judge returns measured text, n and a verdict -------------------------------
 
-def _by_epoch(runs: pd.DataFrame, column: str) -> tuple[pd.DataFrame, int]:
-    """Mean of ``column`` per epoch (rows) and model (columns), over the epochs both 004 models ran."""
+def _by_epoch(runs: pd.DataFrame, column: str, where: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean of ``column`` per epoch (rows) and model (columns), over the epochs both 004 models ran, from the runs
+    matching ``where`` (the claim as read: its profile and data split); and those runs."""
     if runs.empty or "model" not in runs:
-        return pd.DataFrame(), 0
-    sel = runs[(runs["paper"] == "004") & runs["model"].isin(["alexnet_ir", "alexnet_mod"])]
+        return pd.DataFrame(), runs
+    sel = select(runs[runs["paper"] == "004"], where)
+    sel = sel[sel["model"].isin(["alexnet_ir", "alexnet_mod"])]
     if sel["model"].nunique() < 2:
-        return pd.DataFrame(), 0
-    return curves(sel).pivot_table(index="epoch", columns="model", values=column).dropna(), len(sel)
+        return pd.DataFrame(), sel
+    return curves(sel).pivot_table(index="epoch", columns="model", values=column).dropna(), sel
 
 
-def _judge(runs: pd.DataFrame, column: str, better, unit: str, scale: float) -> dict:
-    m, n = _by_epoch(runs, column)
+def _judge(runs: pd.DataFrame, claim: dict, column: str, better, unit: str, scale: float) -> dict:
+    m, sel = _by_epoch(runs, column, claim.get("where"))
     if m.empty:
         return verdict_result("", 0, None)
     ir, mod = m["alexnet_ir"] * scale, m["alexnet_mod"] * scale
     text = f"improved vs AlexNet over epochs 1-{len(m)}: " + ", ".join(
         f"epoch {e}: {a:.3g}{unit} vs {b:.3g}{unit}" for e, a, b in zip(m.index, ir, mod) if e in (1, m.index.max()))
-    return verdict_result(text, n, bool(better(ir, mod).all()))
+    return verdict_result(text, len(sel), bool(better(ir, mod).all()), sel)
 
 
 def judge_loss_lower(runs: pd.DataFrame, claim: dict) -> dict:
     """Fig. 4(a): the improved model's mean training loss is below AlexNet's at every epoch both ran."""
-    return _judge(runs, "train_loss", lambda a, b: a < b, "", 1.0)
+    return _judge(runs, claim, "train_loss", lambda a, b: a < b, "", 1.0)
 
 
 def judge_accuracy_higher(runs: pd.DataFrame, claim: dict) -> dict:
     """Fig. 4(b): the improved model's mean test accuracy is above AlexNet's at every epoch both ran."""
-    return _judge(runs, "test_acc", lambda a, b: a > b, " %", 100.0)
+    return _judge(runs, claim, "test_acc", lambda a, b: a > b, " %", 100.0)
 
 
 def table2(runs: pd.DataFrame) -> pd.DataFrame:
