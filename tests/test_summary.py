@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from hwrlib.summary import claim_readings, claims_table, evaluate, load_claims, robust_verdict
+from hwrlib.summary import claim_readings, claims_table, evaluate, load_claims, _row, robust_verdict
 
 CLAIM = {"id": "t", "paper": "002", "text": "t", "source": "s", "kind": "metric", "metric": "final_test_acc", "claimed": 0.9931,
          "tolerance": 0.002, "where": {"model": "pytorch_cnn", "profile": "paper", "train_size": None}}
@@ -56,6 +56,9 @@ def test_comparison_and_ratio():
     ratio = {**comp, "kind": "ratio", "claimed": 1.0, "tolerance": 0.05, "tolerance_kind": "rel"}
     r = evaluate(ratio, both)
     assert r["mean"] == pytest.approx(0.99 / 0.98) and r["verdict"] == "reproduced"
+    # one side run: the table shows its mean beside "not yet run", never that mean as the ratio
+    half = _row({**ratio, "than": {"model": "resnet18"}}, both, None)
+    assert half["measured"] == "99.00% vs not yet run" and half["verdict"] == "not yet run"
 
 
 def test_claims_file_covers_all_five_works_with_sources():
