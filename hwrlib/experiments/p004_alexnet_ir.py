@@ -56,7 +56,7 @@ class P004Config(ExperimentConfig):
     MODEL_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"conv3_padding": ("alexnet_ir",),
                                                           "dropout": ("alexnet_ir", "alexnet_mod")}
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
-        # all of train50k / valid10k / test, up to 30 epochs (about 35 min per AlexNet epoch on 2 CPU cores)
+        # all of train50k / valid10k / test, up to 30 epochs (about 8 min per AlexNet epoch at 1 thread)
         "paper": {"num_epochs": 30},
         # AlexNet trains at ~15-25 images/s on 2 shared CPU cores: 1,000 images x 2 epochs, 300 to validate and
         # 500 to test after each, 2-3 min for both models: an indication of the pipeline, not of the accuracy
