@@ -34,7 +34,8 @@ COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs nee
             "001": "make paper (sweeps/001_paper.yaml, 001_readings.yaml)",
             "002": "make paper (sweeps/002_paper.yaml, 002_readings.yaml); ResNet-18: add it to compare_models, a GPU job",
             "003": "make study-003 study-003-readings",
-            "004": "make paper (sweeps/004_table2.yaml: hours per seed on a CPU, minutes on a GPU)"}
+            "004": "make paper (sweeps/004_table2.yaml: the 60k reading, sweeps/004_paper.yaml: the 50k/10k one; "
+                   "hours per AlexNet seed on a CPU, minutes on a GPU)"}
 VERDICT_MARK = {"reproduced": "✅", "holds under every reading": "✅", "not reproduced": "❌",
                 "fails under every reading": "❌", "inconclusive": "❔", "not yet run": "⏳"}
 
@@ -49,25 +50,28 @@ def bench_rates(results_dir: str | None = None) -> dict[str, float]:
 
 def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
     """What a claim's GPU-only runs would take on this CPU: its paper-profile runs of ``job["model"]`` (epochs x
-    training images x ``job["seeds"]``) at the 1-thread rate ``make bench`` measured."""
+    training images x ``job["seeds"]``) at the 1-thread rate ``make bench`` measured; an upper bound where the
+    profile stops early."""
     from .experiments import create_experiment
     cfg = create_experiment(paper, profile="paper", model=job["model"])
     images = cfg.num_epochs * (cfg.train_size or 60_000) * job["seeds"]
     rate = rates.get(job["model"])
     if rate is None:
         return f"needs a GPU ({job['seeds']} x {cfg.num_epochs} epochs of {job['model']}; `make bench` sizes it on a CPU)"
-    return (f"needs a GPU: about {images / rate / 3600:.0f} CPU-hours on this CPU ({job['seeds']} x {cfg.num_epochs} "
+    bound = "up to" if getattr(cfg, "early_stop_patience", None) else "about"  # early stopping may end it sooner
+    return (f"needs a GPU: {bound} {images / rate / 3600:.0f} CPU-hours on this CPU ({job['seeds']} x {cfg.num_epochs} "
             f"epochs of {job['model']} at the {rate:.0f} images/s `make bench` measured at 1 thread)")
 
 
 def commands(robust: pd.DataFrame, results_dir: str | None = None) -> pd.Series:
-    """Beside each claim not yet run, how to produce its runs (and, for a GPU job, what it costs on this CPU)."""
+    """Beside each claim with a reading not yet run, how to produce its runs (and, for a GPU job, what it costs on
+    this CPU)."""
     jobs = {c["text"]: c["gpu_job"] for c in load_claims() if "gpu_job" in c}
     rates = bench_rates(results_dir)
     out = []
-    for claim, paper, verdict in zip(robust["claim"], robust["paper"], robust["verdict"]):
+    for claim, paper, per in zip(robust["claim"], robust["paper"], robust["per reading"]):
         hint = gpu_job_hint(jobs[claim], paper, rates) + "; " if claim in jobs else ""
-        out.append(hint + COMMANDS[paper] if verdict == "not yet run" else "")
+        out.append(hint + COMMANDS[paper] if "not yet run" in per else "")
     return pd.Series(out, index=robust.index)
 
 
