@@ -25,7 +25,7 @@ from . import paths  # noqa: E402
 from .experiments import p000_figures, p002_figures, p003_figures, p004_figures  # noqa: E402
 from .plots import plot_history  # noqa: E402
 from .results import load_metrics, load_runs  # noqa: E402
-from .summary import claims_table, damaged_table, load_claims, robust_table  # noqa: E402
+from .summary import NOT_YET_RUN, claims_table, damaged_table, load_claims, robust_table  # noqa: E402
 
 FIGURES = "report-figures"
 HEADLINE = re.compile(r"(<!-- report:headline -->\n).*?(<!-- /report:headline -->)", re.S)
@@ -71,7 +71,7 @@ def commands(robust: pd.DataFrame, results_dir: str | None = None) -> pd.Series:
     out = []
     for claim, paper, per in zip(robust["claim"], robust["paper"], robust["per reading"]):
         hint = gpu_job_hint(jobs[claim], paper, rates) + "; " if claim in jobs else ""
-        out.append(hint + COMMANDS[paper] if "not yet run" in per else "")
+        out.append(hint + COMMANDS[paper] if NOT_YET_RUN in per else "")
     return pd.Series(out, index=robust.index)
 
 

@@ -251,8 +251,6 @@ def _row(c: dict[str, Any], runs: pd.DataFrame, profile: str | None) -> dict[str
         claimed = "greater (by > 2 s.e.)"
         measured = (f"{fmt(r['mean'], metric)} vs {fmt(r['than_mean'], metric)}" if r["than_n"] else
                     f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}" if r["n"] else NOT_YET_RUN)
-    elif c["kind"] == "ratio" and r["n"] and not r["than_n"]:  # one side run: its mean is not the ratio
-        claimed, measured = fmt(c["claimed"], ""), f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}"
     else:
         # a ratio is a plain number whatever its metric (a parameter ratio is not a count)
         plain = c["kind"] == "ratio" or "than_model" in c
@@ -261,6 +259,8 @@ def _row(c: dict[str, Any], runs: pd.DataFrame, profile: str | None) -> dict[str
                                                                             else "")
         if r["n"] > 1 and c["kind"] == "metric":
             measured += f" ± {fmt(r['std'], metric)}"
+        if c["kind"] == "ratio" and r["n"] and not r["than_n"]:  # one side run: its mean is not the ratio
+            measured = f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}"
     tol = c.get("tolerance")
     tolerance = ("" if tol is None else f"±{100 * tol:.0f}% rel" if c.get("tolerance_kind") == "rel"
                  else f"±{fmt(tol, metric)}" if c["kind"] == "metric" else f"±{tol:g}")
