@@ -14,7 +14,7 @@ class P001Config(MnistCNNConfig):
     """001: the blog's Keras code; RMSprop, 5 epochs, batch 64, inputs in [0, 1]."""
     paper: ClassVar[str] = "001"
     model: str = "blog_cnn"
-    compare_models: list = field(default_factory=lambda: ["blog_resnet"])
+    compare_models: list = field(default_factory=lambda: ["blog_resnet", "blog_deep_plain"])
     batch_size: int = 64
     optimizer: str = "rmsprop"
     input_norm: ClassVar[tuple[float, float]] = (0.0, 1.0)  # x / 255, no Normalize

@@ -38,24 +38,27 @@ class BlogCNN(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """y = relu(F(x) + x), F = conv3x3 -> relu -> conv3x3, the article's y = F(x) + x."""
+    """y = relu(F(x) + x), F = conv3x3 -> relu -> conv3x3, the article's y = F(x) + x; ``skip=False`` drops the
+    ``+ x`` (the same two convolutions as a plain stack: the control that separates depth from the skip)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, skip: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.skip = skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv2(torch.relu(self.conv1(x))) + x)
+        out = self.conv2(torch.relu(self.conv1(x)))
+        return torch.relu(out + x if self.skip else out)
 
 
 class BlogResNet(BlogCNN):
     """The blog model with the "two residual blocks" its text promises, one after each pooling stage."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1):
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, skip: bool = True):
         super().__init__(num_classes, in_chans)
-        self.res1 = ResidualBlock(32)  # at (B, 32, 13, 13)
-        self.res2 = ResidualBlock(64)  # at (B, 64, 5, 5)
+        self.res1 = ResidualBlock(32, skip)  # at (B, 32, 13, 13)
+        self.res2 = ResidualBlock(64, skip)  # at (B, 64, 5, 5)
         keras_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,3 +77,9 @@ def blog_cnn(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
 def blog_resnet(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
     """The blog's model plus two identity residual blocks, as its text describes."""
     return BlogResNet(num_classes, in_chans)
+
+
+@register_model("001")
+def blog_deep_plain(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
+    """``blog_resnet`` without its skip additions: the same four extra convolutions (214,282 parameters), no ``+ x``."""
+    return BlogResNet(num_classes, in_chans, skip=False)
