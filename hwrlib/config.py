@@ -138,10 +138,15 @@ class ExperimentConfig:
     @classmethod
     def from_params(cls, **params: Any):
         """Validate notebook parameters into a config; ``$HWR_PROFILE`` overrides ``profile`` (the test suite's smoke runs)."""
+        return cls.build(params, os.environ.get("HWR_PROFILE"))
+
+    @classmethod
+    def build(cls, params: dict[str, Any], profile_override: str | None = None):
+        """Validate parameters into a config, the environment left out (a claim's protocol is built so)."""
         unknown = sorted(set(params) - set(cls.field_names()))
         if unknown:
             raise ConfigError(unknown[0], f"unknown parameter; known ones: {', '.join(cls.field_names())}")
-        params = {**params, "profile": os.environ.get("HWR_PROFILE") or params.get("profile", "quick")}
+        params = {**params, "profile": profile_override or params.get("profile", "quick")}
         if params["profile"] not in cls.PROFILES:
             raise ConfigError("profile", f"must be one of {sorted(cls.PROFILES)}, got {params['profile']!r}")
         hints = typing.get_type_hints(cls)

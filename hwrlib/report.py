@@ -2,7 +2,8 @@
 
     python -m hwrlib.report [--results-dir DIR] [--readme README.md]
 
-Writes REPORT.md (GitHub renders it) and its figures as PNG files in ``results/report-figures/``, and
+Writes REPORT.md (GitHub renders it), ``results/verdicts.csv`` (one row per claim x reading: the protocols, numbers
+and verdict; REPORT.md's tables render the same findings) and its figures as PNG files in ``results/report-figures/``, and
 rewrites the block of README.md between ``<!-- report:headline -->`` and ``<!-- /report:headline -->``
 with the headline table, so the README states no number by hand. A run that is missing shows "not yet
 run" with the command that produces it.
@@ -25,9 +26,12 @@ from . import paths  # noqa: E402
 from .experiments import p000_figures, p002_figures, p003_figures, p004_figures  # noqa: E402
 from .plots import plot_history  # noqa: E402
 from .results import load_metrics, load_runs  # noqa: E402
-from .summary import NOT_YET_RUN, claims_table, damaged_table, load_claims, robust_table  # noqa: E402
+from .summary import (claims_table, damaged_table, load_claims, protocol_runs, robust_table,  # noqa: E402
+                      verdict_frame)
+from .verdict import Robust, Verdict  # noqa: E402
 
 FIGURES = "report-figures"
+VERDICTS = "verdicts.csv"
 HEADLINE = re.compile(r"(<!-- report:headline -->\n).*?(<!-- /report:headline -->)", re.S)
 # how to produce what a claim needs, by paper (shown beside "not yet run")
 COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs need the data (README)",
@@ -36,10 +40,6 @@ COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs nee
             "003": "make study-003 study-003-readings",
             "004": "make paper (sweeps/004_table2.yaml: the 60k reading, sweeps/004_paper.yaml: the 50k/10k one; "
                    "hours per AlexNet seed on a CPU, minutes on a GPU)"}
-VERDICT_MARK = {"reproduced": "✅", "holds under every reading": "✅", "not reproduced": "❌",
-                "fails under every reading": "❌", "inconclusive": "❔", "not yet run": "⏳"}
-
-
 def bench_rates(results_dir: str | None = None) -> dict[str, float]:
     """Training images/s per model at 1 thread, from ``make bench``'s table (``results/bench/``; empty if none)."""
     path = paths.results_dir(results_dir) / "bench" / "models-1threads.json"
@@ -63,15 +63,16 @@ def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
             f"epochs of {job['model']} at the {rate:.0f} images/s `make bench` measured at 1 thread)")
 
 
-def commands(robust: pd.DataFrame, results_dir: str | None = None) -> pd.Series:
+def commands(robust: pd.DataFrame, per: pd.DataFrame, results_dir: str | None = None) -> pd.Series:
     """Beside each claim with a reading not yet run, how to produce its runs (and, for a GPU job, what it costs on
     this CPU)."""
-    jobs = {c["text"]: c["gpu_job"] for c in load_claims() if "gpu_job" in c}
+    jobs = {c["id"]: c["gpu_job"] for c in load_claims() if "gpu_job" in c}
+    unrun = set(per.loc[per["verdict"].map(lambda v: v is Verdict.NOT_YET_RUN), "id"])
     rates = bench_rates(results_dir)
     out = []
-    for claim, paper, per in zip(robust["claim"], robust["paper"], robust["per reading"]):
-        hint = gpu_job_hint(jobs[claim], paper, rates) + "; " if claim in jobs else ""
-        out.append(hint + COMMANDS[paper] if NOT_YET_RUN in per else "")
+    for cid, paper in zip(robust["id"], robust["paper"]):
+        hint = gpu_job_hint(jobs[cid], paper, rates) + "; " if cid in jobs else ""
+        out.append(hint + COMMANDS[paper] if cid in unrun else "")
     return pd.Series(out, index=robust.index)
 
 
@@ -79,28 +80,16 @@ def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True) if not frame.empty else "_none_"
 
 
-def _mark(verdict: str) -> str:
-    return f"{VERDICT_MARK.get(verdict, '🟡' if verdict.startswith('holds only') else '')} {verdict}".strip()
-
-
 def headline(robust: pd.DataFrame) -> pd.DataFrame:
-    """The README's table: per paper, how many claims hold, hold under some readings only, fail, are open."""
-    def bucket(v: str) -> str:
-        return ("holds" if v in ("reproduced", "holds under every reading") else
-                "holds under some readings" if v.startswith("holds only") else
-                "fails" if v in ("not reproduced", "fails under every reading") else
-                "not yet run" if v == "not yet run" else "inconclusive")
-    counts = robust.assign(b=robust["verdict"].map(bucket)).pivot_table(index="paper", columns="b", values="claim",
-                                                                         aggfunc="count", fill_value=0)
-    cols = ["holds", "holds under some readings", "fails", "inconclusive", "not yet run"]
-    return counts.reindex(columns=cols, fill_value=0).reset_index()
+    """The README's table: per paper, how many claims fall under each robust verdict (hwrlib.verdict.Robust)."""
+    counts = robust.assign(b=robust["robust"].map(str)).pivot_table(index="paper", columns="b", values="claim",
+                                                                   aggfunc="count", fill_value=0)
+    return counts.reindex(columns=[r.label for r in Robust], fill_value=0).reset_index()
 
 
 def headline_markdown(results_dir: str | None = None) -> str:
     """The README's headline block as Markdown, from the records (what ``--readme`` writes)."""
-    runs = load_runs(results_dir)
-    paper_runs = runs[runs["profile"] == "paper"] if not runs.empty else runs
-    return headline(robust_table(paper_runs)).to_markdown(index=False, disable_numparse=True)
+    return headline(robust_table(load_runs(results_dir))).to_markdown(index=False, disable_numparse=True)
 
 
 def _save(figs: dict, folder: Path) -> list[str]:
@@ -117,58 +106,65 @@ def _images(names: list[str]) -> str:
     return "\n\n".join(f"![{n}]({FIGURES}/{n}.png)" for n in names) if names else "_no figure: no runs yet_"
 
 
-def _curves_002_001(runs: pd.DataFrame, paper: str, hue: str) -> dict:
-    sel = runs[(runs["paper"] == paper) & runs["train_size"].isna()] if not runs.empty else runs
+# the protocols each curve figure draws: label -> claims.yaml-style fields (the rest: the config's defaults)
+CURVES = {"002": {"CNN, linear head": {"model": "pytorch_cnn", "head": "linear"},
+                  "CNN, hidden500 head": {"model": "pytorch_cnn", "head": "hidden500"}, "LeNet-5": {"model": "lenet5"}},
+          "001": {f"{m}, {o}": {"model": m, **opt} for m in ("blog_cnn", "blog_resnet", "blog_deep_plain")
+                  for o, opt in (("RMSprop", {}), ("SGD", {"optimizer": "sgd", "lr": 0.01, "momentum": 0.0}))}}
+
+
+def _curves(runs: pd.DataFrame, paper: str) -> dict:
+    """Test curves of the paper protocols of 001 or 002, each line one protocol (never two pooled)."""
+    frames = [protocol_runs(runs, paper, {"profile": "paper", **fields}).assign(runs=label)
+              for label, fields in CURVES[paper].items()]
+    sel = pd.concat(frames)
     if sel.empty:
         return {}
-    h = load_metrics(sel).merge(sel[["run_id", "model", *[c for c in ("head", "optimizer") if c in sel]]],
-                                on="run_id")
-    # the reading's value where it applies (002's head is the CNN's; LeNet-5 has none)
-    reading = h[hue].astype(str) if hue != "model" else ""
-    if hue == "head":
-        reading = reading.where(h["model"] == "pytorch_cnn", "")
-    h = h.assign(runs=h["model"] + (", " + reading).where(reading != "", "") if hue != "model" else h["model"])
-    return {f"{paper}_curves": plot_history(h, hue="runs", title=f"{paper}: paper profile, mean and 95% band over seeds")}
+    h = load_metrics(sel).merge(sel[["run_id", "runs"]], on="run_id")
+    return {f"{paper}_curves": plot_history(h, hue="runs", title=f"{paper}: paper protocols, mean and 95% band over seeds")}
 
 
-def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame]:
-    """The report's Markdown (figures written beside it) and the headline table."""
+def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """The report's Markdown (figures written beside it), the headline table and ``verdicts.csv``'s frame."""
     root = paths.results_dir(results_dir)
     all_runs = load_runs(results_dir)
     runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])] if not all_runs.empty else all_runs
     paper_runs = runs[runs["profile"] == "paper"] if not runs.empty else runs
-    robust = robust_table(paper_runs)
-    per = claims_table(paper_runs)
-    per = per[~per["verdict"].isin(["reference", "judged in its notebook"])]
+    per = claims_table(all_runs)
+    per = per[~per["verdict"].isin([Verdict.REFERENCE])]
+    robust = robust_table(all_runs, per=per)
     figs = root / FIGURES
     parts = [
         "# hwr-repro: the report",
-        f"_Generated by `make report` from the {len(all_runs)} complete run records in `results/runs/`; "
-        "nothing here is typed by hand. "
-        "Verdicts use `paper`-profile runs only; each claim is judged under every plausible reading of its paper "
-        "(hwrlib/claims.yaml names them, with the sentence behind each)._",
+        f"_Generated by `make report` from the {len(runs)} complete paper, study and context run records in "
+        "`results/runs/`; nothing here is typed by hand. Each claim is judged under every plausible reading of its "
+        "paper from the runs of exactly the protocol it names (hwrlib/claims.yaml; `results/verdicts.csv` holds every "
+        "number behind each verdict)._",
     ]
     damaged = damaged_table(all_runs)
     if not damaged.empty:
         parts += ["## Damaged records (skipped)", _md(damaged)]
-    shown = robust.assign(verdict=robust["verdict"].map(_mark), command=commands(robust, results_dir))
-    parts += ["## Verdicts", "One row per claim: its verdict under each reading, the robust verdict "
-              "(*holds under every reading*, *holds only under …*, *fails under every reading*, *inconclusive*: none "
-              "holds and some are not judged yet, or an ordering lies within twice its standard error over seeds), "
-              "and the compute its runs took.", _md(shown),
+    shown = robust.assign(verdict=[f"{k.mark} {t}" for k, t in zip(robust["robust"], robust["verdict"])],
+                          command=commands(robust, per, results_dir))
+    parts += ["## Verdicts", "One row per claim: the robust verdict over its readings (*holds* / *fails* under every "
+              "reading, *reading-dependent*, *holds* / *fails where judged*, *inconclusive*, *did not train*) and "
+              "the compute its runs took. A metric is *reproduced* when the paper's number is what one run of the "
+              "protocol gives and the protocol's mean is within the tolerance of it (hwrlib.stats.judge_value); a "
+              "comparison when the 95 % interval of the difference, paired by seed, lies above 0.",
+              _md(shown[["paper", "claim", "claimed", "verdict", "cost", "command"]]),
               "## Each claim under each reading",
-              _md(per[["paper", "claim", "reading", "claimed", "measured", "n", "tolerance", "verdict"]])]
+              _md(per.assign(verdict=[f"{v.mark} {v.label}" for v in per["verdict"]])[
+                  ["paper", "claim", "reading", "claimed", "measured", "interval", "n", "tolerance", "verdict",
+                   "seeds needed"]])]
     sens = p002_figures.sensitivity_table(paper_runs)
     parts += ["## 002: the unstated optimizer and learning rate",
               "Every paper-profile run of the CNN by head, optimizer and learning rate (the grid: "
-              "`sweeps/002_sensitivity.yaml`), against the claimed 99.31 %. "
+              "`sweeps/002_sensitivity.yaml`), against the claimed 99.31 %: a description, not a verdict. "
               + p002_figures.sensitivity_share(paper_runs), _md(sens),
               _images(_save({"002_sensitivity": fig} if (fig := p002_figures.sensitivity_figure(paper_runs)) else {},
                             figs))]
-    parts += ["## 001 and 002", _images(_save({**_curves_002_001(paper_runs, "002", "head"),
-                                                 **_curves_002_001(paper_runs, "001", "optimizer")}, figs))]
-    parts += ["## 003: Table 1 and Figures 4-7", _md(p003_figures.table1(runs[runs["paper"] == "003"]
-                                                                        if not runs.empty else runs)),
+    parts += ["## 001 and 002", _images(_save({**_curves(all_runs, "002"), **_curves(all_runs, "001")}, figs))]
+    parts += ["## 003: Table 1 and Figures 4-7", _md(p003_figures.table1(runs)),
               _images(_save(p003_figures.figures(runs), figs))]
     parts += ["## 004: Table 2 and Fig. 4", _md(p004_figures.table2(paper_runs[paper_runs["paper"] == "004"]
                                                                      if not paper_runs.empty else paper_runs)),
@@ -177,7 +173,7 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame]:
     parts += ["## 000 on synth-hwdb (SYNTHETIC data: never compared with the paper's HWDB1.1 numbers)",
               _md(p000_figures.readings_table(synth)) if not synth.empty else
               f"_not yet run: {COMMANDS['000']}_"]
-    return "\n\n".join(parts) + "\n", headline(robust)
+    return "\n\n".join(parts) + "\n", headline(robust), verdict_frame(all_runs, per=per)
 
 
 # the notebook pages of the report: each paper notebook at its paper protocol, executed only when every run it
@@ -222,9 +218,10 @@ def html_pages(results_dir: str | None = None) -> list[str]:
 def write(results_dir: str | None = None, readme: str | Path | None = None) -> Path:
     """Write REPORT.md and its figures; update the README's headline block when ``readme`` is given."""
     from .results import atomic_write_text
-    text, head = build(results_dir)
+    text, head, verdicts = build(results_dir)
     out = paths.results_dir(results_dir) / "REPORT.md"
     atomic_write_text(out, text)
+    atomic_write_text(out.with_name(VERDICTS), verdicts.to_csv(index=False))
     if readme is not None:
         readme = Path(readme)
         body = readme.read_text()

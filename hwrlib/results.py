@@ -29,6 +29,8 @@ from . import paths
 
 # config fields that say where or how to run, not what: they do not change the run id
 NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "results_dir"})
+# fields that tell one seed's run of a protocol from another's: a protocol is a run's identity without them
+SEED_FIELDS = frozenset({"seed", "data_seed", "seed_group"})
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -57,6 +59,26 @@ def run_id(config: dict[str, Any]) -> str:
     identity = {k: v for k, v in sorted(config.items()) if k not in NON_IDENTITY_FIELDS}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config.get('profile', 'run')}-{config.get('model', 'model')}-s{config.get('seed', 0)}-{digest}"
+
+
+def protocol_id(paper: str, config: dict[str, Any]) -> str:
+    """The protocol a run belongs to: ``<paper>:<profile>-<model>-<hash>``, the hash of its identity fields
+    without the seed-like ones (:data:`SEED_FIELDS`). Runs of one protocol differ only in their seeds."""
+    identity = {k: v for k, v in sorted(config.items())
+                if k not in NON_IDENTITY_FIELDS | SEED_FIELDS and k != "paper"}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{paper}:{config.get('profile', 'run')}-{config.get('model', 'model')}-{digest}"
+
+
+def did_not_train(history: pd.DataFrame, num_classes: int = 10) -> bool:
+    """A run that never learned: its test accuracy stayed under twice chance at every evaluation after the first
+    update, and its training loss ended above half of where it started (003's eq. 3 network on its MSE plateau)."""
+    trained = history[history["step"] > 0] if "step" in history else history
+    if trained.empty or "test_acc" not in trained or "train_loss" not in trained:
+        return False
+    loss = trained["train_loss"].dropna()
+    stuck = loss.empty or loss.iloc[-1] > 0.5 * loss.iloc[0]
+    return bool(trained["test_acc"].max() < 2 / num_classes and stuck)
 
 
 def git_commit() -> str | None:
@@ -157,7 +179,9 @@ class Run:
 
 def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """Runs as rows like those of :func:`load_runs` (config, then final record)."""
-    return pd.DataFrame([{**r.config, **r.final, "run_id": Path(r.path).name, "run_path": str(r.path)}
+    return pd.DataFrame([{**r.config, **r.final, "run_id": Path(r.path).name, "run_path": str(r.path),
+                          "protocol": protocol_id(str(r.config.get("paper", Path(r.path).parent.name)), r.config),
+                          "did_not_train": did_not_train(r.history, int(r.final.get("num_classes") or 10))}
                          for r in runs])
 
 
@@ -228,7 +252,9 @@ def check_run(folder: Path) -> dict[str, Any]:
     identity = {k: v for k, v in cfg.items() if k != "paper"}
     if run_id(identity) != folder.name:
         raise DamagedRecord(f"the folder's name is not the id of its config.yaml ({run_id(identity)})")
-    return {**cfg, **final, "run_id": folder.name, "run_path": str(folder)}
+    paper = str(cfg.get("paper", folder.parent.name))
+    return {**cfg, **final, "run_id": folder.name, "run_path": str(folder), "protocol": protocol_id(paper, cfg),
+            "did_not_train": did_not_train(h, int(final.get("num_classes") or 10))}
 
 
 def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,

@@ -1,34 +1,68 @@
-"""Claimed vs measured: evaluate every claim of ``claims.yaml`` against the results store.
+"""Claimed vs measured: every claim of ``claims.yaml`` judged against the results store (nothing here trains).
 
-Nothing here trains. Metric claims average over the matching complete runs (one per seed) and report
-mean, std and n; a claim is *reproduced* when the mean lies within the claim's stated tolerance, *not
-reproduced* otherwise, and *not yet run* when no run matches. Curve claims may also be *inconclusive*: an
-ordering within the spread over seeds. A verdict comes only from runs of the protocol the claim names
-(its ``where``, profile included): a notebook run at another profile is shown as an *indication* with no
-verdict. This module also holds the one formatter of measured numbers (:func:`fmt`, :func:`fmt_mean_sd`).
+The verdict path, in order: a claim (``claims.yaml``) under each of its readings names one complete **protocol**
+per side: the paper's experiment config at the claim's profile with the claim's and the reading's fields set
+(:func:`protocol`). Only runs of exactly that protocol, field by field, seeds aside, are its evidence
+(:func:`protocol_runs`); nothing a claim leaves unnamed is a wildcard. :mod:`hwrlib.stats` judges them and returns a
+:class:`~hwrlib.verdict.Verdict`; :func:`robust_table` sums a claim up over its readings. A notebook run at another
+profile is set beside the claim as an *indication*, never a verdict. :func:`verdict_frame` is what
+``results/verdicts.csv`` holds. This module also holds the one formatter of measured numbers (:func:`fmt`).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
+import json
 import math
+import re
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 import pandas as pd
 import yaml
 
-NOT_YET_RUN = "not yet run"
-INDICATION = "indication only"
+from . import stats
+from .results import load_metrics, protocol_id
+from .verdict import Robust, Verdict, robust
+
+NOT_YET_RUN = Verdict.NOT_YET_RUN.label
+_NUMBER = re.compile(r"^\s*(?P<num>[0-9][0-9,]*(?:\.(?P<dec>[0-9]+))?)(?:e(?P<exp>[+-]?[0-9]+))?\s*(?P<pct>%)?\s*$")
 
 
+class ClaimError(ValueError):
+    """A claim whose protocol no experiment config can express; the message names the claim."""
+
+
+# ---- claims and readings ----------------------------------------------------------------------------------
+
+def parse_claimed(text: Any) -> tuple[float, float]:
+    """A number as the paper prints it -> (value, resolution): ``"99.31%"`` -> (0.9931, 0.0001), ``"2.1e7"`` ->
+    (21,000,000, 1,000,000), ``"3,966"`` -> (3966, 1). A plain YAML number has the resolution of its digits."""
+    m = _NUMBER.match(str(text))
+    if not m:
+        raise ValueError(f"claimed value {text!r} is not a number as a paper prints it (e.g. 99.31%, 2.1e7, 3,966)")
+    decimals = len(m["dec"] or "")
+    exp = int(m["exp"] or 0) - (2 if m["pct"] else 0)
+    return float(Decimal(m["num"].replace(",", "")).scaleb(exp)), float(Decimal(1).scaleb(exp - decimals))
+
+
+@functools.lru_cache(maxsize=1)
 def _claims_file() -> dict[str, Any]:
     return yaml.safe_load((resources.files("hwrlib") / "claims.yaml").read_text())
 
 
 def load_claims(paper: str | None = None) -> list[dict[str, Any]]:
-    """The claims of one paper (or all), from the package's claims.yaml."""
-    return [c for c in _claims_file()["claims"] if paper is None or c["paper"] == paper]
+    """The claims of one paper (or all), ``claimed`` parsed into a number and its ``resolution``."""
+    out = []
+    for c in _claims_file()["claims"]:
+        if paper is None or c["paper"] == paper:
+            c = dict(c)
+            if "claimed" in c:
+                c["claimed"], c["resolution"] = parse_claimed(c["claimed"])
+            out.append(c)
+    return out
 
 
 def load_readings() -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
@@ -36,11 +70,16 @@ def load_readings() -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     return _claims_file().get("readings", {})
 
 
+def paper_facts(paper: str) -> dict[str, Any]:
+    """What claims.yaml's ``papers:`` states of a paper (``test_images``: its test-set size)."""
+    return _claims_file().get("papers", {}).get(paper, {})
+
+
 def claim_readings(claim: dict[str, Any], readings: dict | None = None) -> list[tuple[str, dict[str, Any]]]:
     """``(reading, claim as read under it)`` for every combination of the claim's reading axes.
 
-    A claim without readings has one, ``as stated``. A reading's ``where``/``than`` add to the claim's filters,
-    its ``metric`` replaces the claim's, its ``args`` go to a curve judge.
+    A claim without readings has one, ``as stated``. A reading's ``where``/``than`` set fields of the claim's
+    protocols, its ``metric`` replaces the claim's, its ``args`` go to a curve judge.
     """
     axes = claim.get("readings") or []
     if not axes:
@@ -61,21 +100,69 @@ def claim_readings(claim: dict[str, Any], readings: dict | None = None) -> list[
     return out
 
 
-def select(runs: pd.DataFrame, where: dict[str, Any] | None, ignore: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Runs whose fields equal ``where`` (a None value matches a missing/None field); keys in ``ignore`` are not checked."""
-    if runs.empty:
-        return runs
-    mask = pd.Series(True, index=runs.index)
-    for key, want in (where or {}).items():
-        if key in ignore:
-            continue
-        if key not in runs:
-            if want is None:
-                continue
-            return runs.iloc[0:0]
-        col = runs[key]
-        mask &= col.isna() if want is None else (col == want)
-    return runs[mask]
+def delta(claim: dict[str, Any]) -> float:
+    """The claim's tolerance: its own (``tolerance``, with ``tolerance_why``), else the one rule of
+    :func:`hwrlib.stats.tolerance` for accuracies and errors, else half a unit in the last digit printed."""
+    if "tolerance" in claim:
+        return claim["tolerance"] * (abs(claim["claimed"]) if claim.get("tolerance_kind") == "rel" else 1)
+    if claim.get("metric", "").endswith(("_acc", "_top5", "_error")):
+        return stats.tolerance(claim["claimed"], claim["resolution"], paper_facts(claim["paper"]).get("test_images"))
+    return claim.get("resolution", 0.0) / 2
+
+
+# ---- protocols: the one selection -------------------------------------------------------------------------
+
+def protocol(paper: str, params: dict[str, Any]) -> str:
+    """The protocol id (:func:`hwrlib.results.protocol_id`) of the run ``params`` denote: paper ``paper``'s config
+    built from them (profile defaults filled, the environment ignored), the run folder of their ``model``."""
+    return _protocol(paper, json.dumps(params, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=None)
+def _protocol(paper: str, key: str) -> str:
+    from .config import ConfigError
+    from .experiments import experiment_config, run_dirs
+    params = json.loads(key)
+    params.pop("device", None)  # where it ran: a condition on the record, not part of the protocol
+    model = params.get("model")
+    cls = experiment_config(paper)
+    names = set(cls.field_names())
+    if "model" not in names:
+        params.pop("model", None)
+    if "compare_models" in names:
+        params["compare_models"] = []
+    try:
+        cfg = cls.build(params)
+    except ConfigError as e:
+        raise ClaimError(f"{paper} {params}: {e}") from None
+    records = [d.config for d in run_dirs(cfg) if model is None or d.config.get("model") == model]
+    if not records:
+        raise ClaimError(f"{paper} {params}: no run of model {model!r} in the experiment's plan")
+    return protocol_id(paper, records[0])
+
+
+def protocol_runs(runs: pd.DataFrame, paper: str, params: dict[str, Any]) -> pd.DataFrame:
+    """The runs of exactly the protocol ``params`` denote (one per seed); ``device`` in ``params`` keeps the runs
+    that ran there."""
+    if runs.empty or "protocol" not in runs:
+        return runs.iloc[0:0]
+    sel = runs[runs["protocol"] == protocol(paper, params)]
+    if "device" in params:
+        sel = sel[sel["device"].astype(str).str.startswith(params["device"])]
+    return sel.sort_values("seed")
+
+
+def check_claims() -> None:
+    """Every claim under every reading names a protocol per side that an experiment config can express; raises
+    :class:`ClaimError` naming the claim otherwise."""
+    for claim in load_claims():
+        for reading, c in claim_readings(claim):
+            for side in ("where", "than"):
+                if side in c and c["kind"] in ("metric", "comparison", "ratio", "curve"):
+                    try:
+                        protocol(c["paper"], c[side])
+                    except ClaimError as e:
+                        raise ClaimError(f"claim {c['id']} ({reading}), {side}: {e}") from None
 
 
 # ---- the one formatter ------------------------------------------------------------------------------------
@@ -102,11 +189,25 @@ def fmt_mean_sd(values: pd.Series, metric: str = "", n: bool = False) -> str:
     return text + (f" (n={len(values)})" if n else "")
 
 
-def verdict_result(measured: str, n: int, ok: bool | str | None, runs: pd.DataFrame | None = None) -> dict[str, Any]:
-    """A judge's answer: its measured text, the number of runs, the verdict (None: no runs) and what the runs cost."""
-    verdict = (NOT_YET_RUN if ok is None else ok if isinstance(ok, str) else
-               "reproduced" if ok else "not reproduced")
-    return {"measured": measured, "n": n, "verdict": verdict, **cost(runs)}
+def fmt_interval(low: float, high: float, metric: str = "", points: bool = False) -> str:
+    """``[low, high]``; a difference of accuracies in points."""
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return ""
+    if points:
+        return f"[{100 * low:+.2f}, {100 * high:+.2f}] points"
+    return f"[{fmt(low, metric)}, {fmt(high, metric)}]"
+
+
+# ---- findings -------------------------------------------------------------------------------------------
+
+def finding(judged: stats.Judgement | Verdict, measured: str = "", runs: pd.DataFrame | None = None,
+            **fields: Any) -> dict[str, Any]:
+    """A judge's answer as one row: the verdict and its numbers, what it measured, and what its runs cost."""
+    j = judged if isinstance(judged, stats.Judgement) else stats.Judgement(judged)
+    return {"verdict": j.verdict, "measured": measured, "n": 0, "than_n": 0, "mean": math.nan, "sd": math.nan,
+            "than_mean": math.nan, "estimate": j.estimate, "low": j.low, "high": j.high, "delta": math.nan,
+            "seeds_needed": j.seeds_needed, "method": j.method, "protocol": "", "than_protocol": "", "why": "",
+            **cost(runs), **fields}
 
 
 def cost(runs: pd.DataFrame | None) -> dict[str, Any]:
@@ -129,22 +230,26 @@ def minutes(spent: dict[str, tuple[float, bool]]) -> tuple[float, float]:
     return (sum(m for m, g in spent.values() if not g), sum(m for m, g in spent.values() if g))
 
 
-def within(claim: dict[str, Any], measured: float) -> bool:
-    """Is ``measured`` within the claim's tolerance of its claimed value (or at least it, for ``at_least``)?"""
-    claimed, tol = claim["claimed"], claim.get("tolerance", 0)
-    if claim.get("tolerance_kind") == "rel":
-        tol = tol * abs(claimed)
-    if claim.get("direction") == "at_least":
-        return measured >= claimed - tol
-    return abs(measured - claimed) <= tol + 1e-12
+def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """One value of ``metric`` per seed (index). ``peak_mean_test_acc``: each run's test accuracy at the epoch where
+    the seed-averaged test curve peaks (002's Fig. 5 reading)."""
+    if runs.empty:
+        return pd.Series(dtype=float)
+    if metric == "peak_mean_test_acc":
+        h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
+        curve = h[h["step"] > 0].pivot_table(index="epoch", columns="seed", values="test_acc").dropna()
+        return curve.loc[curve.mean(axis=1).idxmax()] if not curve.empty else pd.Series(dtype=float)
+    if metric == "final_test_error" and "final_test_error" not in runs and "final_test_acc" in runs:
+        return pd.Series(1 - runs["final_test_acc"].to_numpy(), index=runs["seed"].to_numpy())
+    values = runs[metric] if metric in runs else pd.Series(math.nan, index=runs.index)
+    return pd.Series(values.to_numpy(dtype=float), index=runs["seed"].to_numpy()).dropna()
 
-
-# ---- judging ----------------------------------------------------------------------------------------------
 
 def _model_metric(claim: dict[str, Any]) -> float | None:
     from .models import count_params, create_model, list_models, residual_adds
     if claim["model"] not in list_models():
         return None
+
     def value(name: str) -> float:
         model = create_model(name, **claim.get("model_kwargs", {}))
         return count_params(model) if claim["metric"] == "num_params" else residual_adds(model)
@@ -157,153 +262,147 @@ def _judge(claim: dict[str, Any]):
     return getattr(importlib.import_module(f"hwrlib.{module}"), name)
 
 
-def _metric(runs: pd.DataFrame, metric: str) -> pd.Series:
-    if metric == "final_test_error" and "final_test_error" not in runs and "final_test_acc" in runs:
-        return 1 - runs["final_test_acc"]
-    return runs[metric] if metric in runs else pd.Series(dtype=float)
+def _at_profile(claim: dict[str, Any], profile: str | None) -> tuple[dict[str, Any], bool]:
+    """The claim as read at a notebook's ``profile``: its protocols moved to that profile, and whether that makes
+    the answer an indication (another profile than the claim's)."""
+    own = (claim.get("where") or {}).get("profile")
+    if profile is None or own is None or own == profile:
+        return claim, False
+    return {**claim, **{k: {**claim[k], "profile": profile} for k in ("where", "than") if k in claim}}, True
 
 
-def _greater(a: pd.Series, b: pd.Series) -> bool | str:
-    """Is ``a``'s mean above ``b``'s by more than twice the standard error of the difference (the rule of 003's
-    curve claims)? False when below by as much, ``inconclusive`` in between; one run each: the plain order."""
-    diff = a.mean() - b.mean()
-    se = math.sqrt((a.var(ddof=1) / len(a) if len(a) > 1 else 0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0))
-    if diff > 2 * se:
-        return True
-    return False if diff < -2 * se else "inconclusive"
+def evaluate(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = None) -> dict[str, Any]:
+    """One claim (as read under one reading) -> a :func:`finding` row.
 
-
-def evaluate(claim: dict[str, Any], runs: pd.DataFrame, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One claim -> measured mean, std, n and verdict (runs: rows of results.load_runs).
-
-    ``ignore`` lists run fields the claim's filters skip; a verdict is then not a verdict (the runs need not be
-    of the claim's protocol), so it reads :data:`INDICATION`: a paper notebook passes ("profile",) to set its
-    own quick run beside the claim.
+    ``profile``: the profile ``runs`` were trained at (a notebook's); a claim of another profile then reads the
+    same protocol at that profile and answers :attr:`Verdict.INDICATION`, never a verdict.
     """
     kind = claim["kind"]
-    out = {"mean": math.nan, "std": math.nan, "n": 0, "than_mean": math.nan, "than_n": 0, **cost(None)}
     if kind == "reference":
-        return {**out, "verdict": "reference"}
-    if kind == "qualitative":
-        return {**out, "verdict": "judged in its notebook"}
-    if kind == "curve":
-        if ignore and "where" in claim:  # the judge selects by the claim's filters: drop the ignored ones
-            claim = {**claim, "where": {k: v for k, v in claim["where"].items() if k not in ignore}}
-        judged = _judge(claim)(runs, claim)
-        if ignore and judged["verdict"] != NOT_YET_RUN:
-            judged["verdict"] = INDICATION
-        return {**out, **judged}
+        return finding(Verdict.REFERENCE)
     if kind == "model":
         value = _model_metric(claim)
         if value is None:
-            return {**out, "verdict": NOT_YET_RUN}
-        return {**out, "mean": value, "n": 1, "verdict": "reproduced" if within(claim, value) else "not reproduced"}
-    paper_runs = runs[runs["paper"] == claim["paper"]] if "paper" in runs else runs
-    chosen = select(paper_runs, claim.get("where"), ignore)
-    values = _metric(chosen, claim["metric"]).dropna()
-    if values.empty:
-        return {**out, "verdict": NOT_YET_RUN}
-    out.update(mean=values.mean(), std=values.std(ddof=1) if len(values) > 1 else math.nan, n=len(values),
-               **cost(chosen.loc[values.index]))
-    if kind == "metric":
-        ok = within(claim, out["mean"])
-    else:
-        other = select(paper_runs, claim.get("than"), ignore)
-        than = _metric(other, claim["metric"]).dropna()
-        if than.empty:
-            return {**out, "verdict": NOT_YET_RUN}
-        out.update(than_mean=than.mean(), than_n=len(than),
-                   spent={**out["spent"], **cost(other.loc[than.index])["spent"]})
-        if kind == "comparison":
-            ok = _greater(values, than)
-        else:  # ratio
-            out["mean"] = out["mean"] / out["than_mean"]
-            ok = within(claim, out["mean"])
-    if ignore:
-        return {**out, "verdict": INDICATION}
-    return {**out, "verdict": ok if isinstance(ok, str) else "reproduced" if ok else "not reproduced"}
+            return finding(Verdict.NOT_YET_RUN)
+        ok = (value >= claim["claimed"] - delta(claim) if claim.get("direction") == "at_least"
+              else abs(value - claim["claimed"]) <= delta(claim) + 1e-12)
+        return finding(Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, mean=value, n=1, delta=delta(claim))
+    claim, indication = _at_profile(claim, profile)
+    out = _judge(claim)(runs, claim) if kind == "curve" else _measure(claim, runs)
+    if indication and out["verdict"] is not Verdict.NOT_YET_RUN:
+        out["verdict"] = Verdict.INDICATION
+    return out
 
+
+def _measure(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
+    """Metric, comparison and ratio claims: each side's protocol runs, one value per seed, judged by stats."""
+    paper, metric = claim["paper"], claim["metric"]
+    a = protocol_runs(runs, paper, claim["where"])
+    b = protocol_runs(runs, paper, claim["than"]) if "than" in claim else a.iloc[0:0]
+    va, vb = by_seed(a, metric), by_seed(b, metric)
+    sides = {"n": len(va), "mean": va.mean() if len(va) else math.nan,
+             "sd": va.std(ddof=1) if len(va) > 1 else math.nan, "than_n": len(vb),
+             "than_mean": vb.mean() if len(vb) else math.nan, "protocol": protocol(paper, claim["where"]),
+             "than_protocol": protocol(paper, claim["than"]) if "than" in claim else ""}
+    spent = {"spent": {**cost(a)["spent"], **cost(b)["spent"]}}
+    stuck = pd.concat([a, b])["did_not_train"].fillna(False).astype(bool) if len(a) + len(b) else pd.Series()
+    if stuck.any():
+        why = f"{int(stuck.sum())} of {len(stuck)} runs never left chance accuracy"
+        return {**finding(Verdict.DID_NOT_TRAIN, why, why=why), **sides, **spent}
+    if claim["kind"] == "metric":
+        j = stats.judge_value(va, claim["claimed"], delta(claim), claim.get("claimed_runs", 1))
+        return {**finding(j, fmt_mean_sd(va, metric), delta=delta(claim)), **sides, **spent}
+    if claim["kind"] == "comparison":
+        j = stats.judge_difference(va, vb, paired=True, margin=claim.get("margin", 0.0))
+        measured = f"{fmt_mean_sd(va, metric)} vs {fmt_mean_sd(vb, metric)}"
+        return {**finding(j, measured), **sides, **spent}
+    # ratio: one ratio per seed both sides ran (the same seed's runs time the same data), judged as a value
+    ratios = (va / vb).dropna()
+    measured = (f"{fmt(ratios.mean())} ({fmt(va.mean())} / {fmt(vb.mean())})" if len(ratios) else
+                f"{fmt(va.mean())} vs {NOT_YET_RUN}" if len(va) else NOT_YET_RUN)
+    j = stats.judge_value(ratios, claim["claimed"], delta(claim))
+    return {**finding(j, measured, delta=delta(claim)), **sides, **spent}
+
+
+# ---- tables ---------------------------------------------------------------------------------------------
 
 def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str, ...] | None = None,
                  profile: str | None = None) -> pd.DataFrame:
     """Claimed vs measured for every claim (of one paper, of some kinds) under each of its readings.
 
-    ``profile``: the profile ``runs`` were trained at (a notebook's); a claim made for another profile then
-    shows those runs' numbers as an indication, with no verdict.
+    ``profile``: the profile ``runs`` were trained at (a notebook's): claims of another profile show those runs'
+    numbers as an indication, with no verdict.
     """
     rows = []
     for c in load_claims(paper):
         if kinds and c["kind"] not in kinds:
             continue
         for reading, rc in claim_readings(c):
+            r = evaluate(rc, runs, profile)
             rows.append({"paper": c["paper"], "id": c["id"], "claim": c["text"], "reading": reading,
-                         **_row(rc, runs, profile)})
+                         "source": c["source"], **_shown(rc, r), "finding": r, "spent": r["spent"]})
     return pd.DataFrame(rows)
 
 
-def _row(c: dict[str, Any], runs: pd.DataFrame, profile: str | None) -> dict[str, Any]:
-    other = profile is not None and (c.get("where") or {}).get("profile", profile) != profile
-    r = evaluate(c, runs, ("profile",) if other else ())
-    metric = c.get("metric", "")
-    if c["kind"] == "curve":
-        claimed, measured = c.get("claimed_text", ""), r.get("measured", "")
-    elif c["kind"] == "comparison":
-        claimed = "greater (by > 2 s.e.)"
-        measured = (f"{fmt(r['mean'], metric)} vs {fmt(r['than_mean'], metric)}" if r["than_n"] else
-                    f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}" if r["n"] else NOT_YET_RUN)
+def _shown(c: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
+    """The display columns of one finding: claimed, measured, interval, n, tolerance, verdict, seeds needed."""
+    metric, kind = c.get("metric", ""), c["kind"]
+    plain = kind == "ratio" or "than_model" in c  # a ratio is a plain number whatever its metric
+    if kind == "curve":
+        claimed = c.get("claimed_text", "")
+    elif kind == "comparison":
+        margin = c.get("margin", 0.0)
+        claimed = "greater" + (f" by > {100 * margin:.2f} points" if margin else "")
     else:
-        # a ratio is a plain number whatever its metric (a parameter ratio is not a count)
-        plain = c["kind"] == "ratio" or "than_model" in c
         claimed = fmt(c["claimed"], "" if plain else metric) if "claimed" in c else ""
-        measured = fmt(r["mean"], "" if plain else metric) or (NOT_YET_RUN if c["kind"] != "reference"
-                                                                            else "")
-        if r["n"] > 1 and c["kind"] == "metric":
-            measured += f" ± {fmt(r['std'], metric)}"
-        if c["kind"] == "ratio" and r["n"] and not r["than_n"]:  # one side run: its mean is not the ratio
-            measured = f"{fmt(r['mean'], metric)} vs {NOT_YET_RUN}"
-    tol = c.get("tolerance")
-    tolerance = ("" if tol is None else f"±{100 * tol:.0f}% rel" if c.get("tolerance_kind") == "rel"
-                 else f"±{fmt(tol, metric)}" if c["kind"] == "metric" else f"±{tol:g}")
-    return {"source": c["source"], "claimed": claimed, "measured": measured, "n": r["n"] or "",
-            "tolerance": tolerance, "verdict": r["verdict"], "spent": r["spent"]}
+    measured = r["measured"] or (fmt(r["mean"], "" if plain else metric) if kind == "model" else
+                                 "" if kind == "reference" else NOT_YET_RUN)
+    points = kind == "comparison" and metric.endswith(("_acc", "_top5", "_error"))
+    interval = fmt_interval(r["low"], r["high"], "" if plain else metric, points)
+    n = f"{r['n']} vs {r['than_n']}" if kind == "comparison" else (r["n"] or "")
+    tolerance = f"±{fmt(r['delta'], '' if plain else metric)}" if not math.isnan(r["delta"]) else ""
+    needed = r["seeds_needed"]
+    return {"claimed": claimed, "measured": measured, "interval": interval, "n": n, "tolerance": tolerance,
+            "verdict": r["verdict"],
+            "seeds needed": "" if r["verdict"] is not Verdict.INCONCLUSIVE else
+            f"{needed}" if needed else "> 100" if r["method"] and "no spread" not in r["method"] else "≥ 2"}
 
 
-def robust_verdict(verdicts: dict[str, str]) -> str:
-    """One verdict over a claim's readings: *holds under every reading*, *holds only under ...*, *fails under every
-    reading*, *inconclusive* (none holds, some not judged: inconclusive or not yet run), or *not yet run*."""
-    if len(verdicts) == 1:
-        return next(iter(verdicts.values()))
-    holds = [r for r, v in verdicts.items() if v == "reproduced"]
-    fails = [r for r, v in verdicts.items() if v == "not reproduced"]
-    if len(holds) == len(verdicts):
-        return "holds under every reading"
-    if len(fails) == len(verdicts):
-        return "fails under every reading"
-    if holds:
-        open_ = {v: sum(x == v for x in verdicts.values()) for v in ("inconclusive", NOT_YET_RUN)}
-        note = ", ".join(f"{n} {v}" for v, n in open_.items() if n)
-        prefix = "so far: " if open_[NOT_YET_RUN] else ""
-        return f"holds only under {'; '.join(holds)}" + (f" ({prefix}{note})" if note else "")
-    if not fails and all(v == NOT_YET_RUN for v in verdicts.values()):
-        return NOT_YET_RUN
-    return "inconclusive"
+def verdict_frame(runs: pd.DataFrame, per: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``results/verdicts.csv``: one row per judged claim x reading, the protocols and numbers behind its verdict.
+    ``per``: a :func:`claims_table` of ``runs`` already computed."""
+    table = claims_table(runs) if per is None else per
+    table = table[~table["verdict"].isin([Verdict.REFERENCE])]
+    rows = []
+    for _, t in table.iterrows():
+        r = t["finding"]
+        cpu, gpu = minutes(r["spent"])
+        rows.append({"claim": t["id"], "reading": t["reading"], "protocol": r["protocol"],
+                     "than_protocol": r["than_protocol"], "n": r["n"], "than_n": r["than_n"], "mean": r["mean"],
+                     "sd": r["sd"], "than_mean": r["than_mean"], "estimate": r["estimate"], "low": r["low"],
+                     "high": r["high"], "delta": r["delta"], "verdict": r["verdict"].label,
+                     "seeds_needed": r["seeds_needed"], "method": r["method"], "cpu_min": cpu, "gpu_min": gpu})
+    frame = pd.DataFrame(rows)
+    numbers = ["mean", "sd", "than_mean", "estimate", "low", "high", "delta", "cpu_min", "gpu_min"]
+    frame[numbers] = frame[numbers].astype(float).round(6)
+    frame["seeds_needed"] = frame["seeds_needed"].astype("Int64")
+    return frame
 
 
-def robust_table(runs: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
-    """One row per judged claim: its verdict under each reading, the robust verdict and the compute its runs took."""
-    per = claims_table(runs, paper)
-    per = per[~per["verdict"].isin(["reference", "judged in its notebook"])]
+def robust_table(runs: pd.DataFrame, paper: str | None = None, per: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per judged claim: what each reading measured, the robust verdict (:class:`~hwrlib.verdict.Robust`,
+    with its text) and the compute its runs took. ``per``: a :func:`claims_table` already computed."""
+    per = claims_table(runs, paper) if per is None else per
+    per = per[~per["verdict"].isin([Verdict.REFERENCE])]
     rows = []
     for cid, g in per.groupby("id", sort=False):
         verdicts = dict(zip(g["reading"], g["verdict"]))
+        kind = robust(verdicts)
         cpu, gpu = minutes({p: v for spent in g["spent"] for p, v in spent.items()})  # each run once
-        by_verdict: dict[str, list[str]] = {}
-        for r, v in verdicts.items():
-            by_verdict.setdefault(v, []).append(r)
-        rows.append({"paper": g["paper"].iloc[0], "claim": g["claim"].iloc[0], "source": g["source"].iloc[0],
-                     "readings": len(g), "per reading": "; ".join(f"{v}: {', '.join(rs)}" for v, rs in by_verdict.items())
-                     if len(g) > 1 else g["measured"].iloc[0],
-                     "verdict": robust_verdict(verdicts),
+        shown = [f"{r}: {m}" if len(g) > 1 else m for r, m in zip(g["reading"], g["measured"])]
+        rows.append({"paper": g["paper"].iloc[0], "id": cid, "claim": g["claim"].iloc[0],
+                     "source": g["source"].iloc[0], "claimed": g["claimed"].iloc[0], "readings": len(g),
+                     "measured": "; ".join(shown), "verdict": kind.text(verdicts), "robust": kind,
                      "cost": (f"{cpu:.0f} CPU min" if cpu else "") + (f", {gpu:.0f} GPU min" if gpu else "")})
     return pd.DataFrame(rows)
 
@@ -319,18 +418,21 @@ def style_table(table: pd.DataFrame):
 
 
 def style_verdicts(table: pd.DataFrame):
-    """Colour the verdict column for the notebooks; text left-aligned, no index."""
-    colours = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "inconclusive": "#fff3c4",
-               NOT_YET_RUN: "#eeeeee", INDICATION: "#e3f2fd", "holds under every reading": "#c8e6c9",
-               "fails under every reading": "#ffcdd2"}
-
-    def colour(v: str) -> str:
-        c = colours.get(v, "#dcedc8" if str(v).startswith("holds only") else "white")
-        return f"background-color: {c}"
-    shown = table.drop(columns=[c for c in ("id", "spent") if c in table])
+    """A claims or robust table for the notebooks: the verdict cell coloured by its verdict, text left-aligned."""
+    kinds = table["robust"] if "robust" in table else table["verdict"]
+    shown = table.drop(columns=[c for c in ("id", "spent", "finding", "robust") if c in table])
+    colours = pd.Series([f"background-color: {k.colour}" if isinstance(k, (Verdict, Robust)) else ""
+                         for k in kinds], index=shown.index)
     # the claim keeps room to read; a long measured text (003's curve judges) wraps instead of squeezing it
     widths = [{"selector": f"td.col{shown.columns.get_loc(c)}", "props": props} for c, props in
-              (("claim", "min-width: 22em;"), ("measured", "max-width: 36em;"), ("per reading", "max-width: 36em;"))
-              if c in shown]
-    return (shown.style.hide(axis="index").map(colour, subset=["verdict"])
-            .set_properties(**{"text-align": "left", "vertical-align": "top"}).set_table_styles(widths))
+              (("claim", "min-width: 22em;"), ("measured", "max-width: 36em;")) if c in shown]
+    return (shown.style.hide(axis="index").apply(lambda _: colours, subset=["verdict"])
+            .format({"verdict": str}).set_properties(**{"text-align": "left", "vertical-align": "top"})
+            .set_table_styles(widths))
+
+
+def runs_of(cfg, runs: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """The runs of the protocol of an experiment config (of one of its models): a notebook's own table."""
+    record = (cfg.for_model(model) if model else cfg).record()
+    return runs[runs["protocol"] == protocol_id(cfg.paper, record)] if "protocol" in runs else runs.iloc[0:0]
+

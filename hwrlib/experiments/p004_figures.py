@@ -13,7 +13,9 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from ..results import load_metrics
-from ..summary import claims_table, fmt, fmt_mean_sd, load_claims, select, style_verdicts, verdict_result
+from ..stats import combine, judge_difference
+from ..summary import claims_table, finding, fmt, fmt_mean_sd, load_claims, protocol_runs, style_verdicts
+from ..verdict import Verdict
 
 # model -> (Table 2 row, claim id of its accuracy)
 METHODS = {"alexnet_ir": ("improved model (this paper)", "004.improved.accuracy"),
@@ -52,38 +54,37 @@ def fig4(h: pd.DataFrame, title: str = ""):
     return fig
 
 
-# ---- the Fig. 4 claims: each judge returns measured text, n and a verdict -------------------------------
+# ---- the Fig. 4 claims: each epoch a paired comparison (hwrlib.stats), every epoch must hold -----------------
 
-def _by_epoch(runs: pd.DataFrame, column: str, where: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean of ``column`` per epoch (rows) and model (columns), over the epochs both 004 models ran, from the runs
-    matching ``where`` (the claim as read: its profile and data split); and those runs."""
-    if runs.empty or "model" not in runs:
-        return pd.DataFrame(), runs
-    sel = select(runs[runs["paper"] == "004"], where)
-    sel = sel[sel["model"].isin(["alexnet_ir", "alexnet_mod"])]
-    if sel["model"].nunique() < 2:
-        return pd.DataFrame(), sel
-    return curves(sel).pivot_table(index="epoch", columns="model", values=column).dropna(), sel
-
-
-def _judge(runs: pd.DataFrame, claim: dict, column: str, better, unit: str, scale: float) -> dict:
-    m, sel = _by_epoch(runs, column, claim.get("where"))
-    if m.empty:
-        return verdict_result("", 0, None)
-    ir, mod = m["alexnet_ir"] * scale, m["alexnet_mod"] * scale
-    text = f"improved vs AlexNet over epochs 1-{len(m)}: " + ", ".join(
-        f"epoch {e}: {a:.3g}{unit} vs {b:.3g}{unit}" for e, a, b in zip(m.index, ir, mod) if e in (1, m.index.max()))
-    return verdict_result(text, len(sel), bool(better(ir, mod).all()), sel)
+def _judge(runs: pd.DataFrame, claim: dict, column: str, sign: float, unit: str, scale: float) -> dict:
+    """The improved model against the modified AlexNet, each the claim's protocol with its model set, at every epoch
+    both ran: ``sign * (improved - AlexNet)`` of ``column`` per seed, paired by seed."""
+    ir = protocol_runs(runs, "004", {**claim["where"], "model": "alexnet_ir"})
+    mod = protocol_runs(runs, "004", {**claim["where"], "model": "alexnet_mod"})
+    if ir.empty or mod.empty:
+        return finding(Verdict.NOT_YET_RUN, runs=pd.concat([ir, mod]))
+    wide = {m: curves(r).pivot_table(index="epoch", columns="seed", values=column) * scale
+            for m, r in (("ir", ir), ("mod", mod))}
+    epochs = [e for e in wide["ir"].index.intersection(wide["mod"].index) if e > 0]
+    parts = [judge_difference(sign * wide["ir"].loc[e].dropna(), sign * wide["mod"].loc[e].dropna(), paired=True)
+             for e in epochs]
+    j = combine(parts)
+    first, last = epochs[0], epochs[-1]
+    text = (f"improved vs AlexNet over epochs 1-{last}: epoch {first}: {wide['ir'].loc[first].mean():.3g}{unit} vs "
+            f"{wide['mod'].loc[first].mean():.3g}{unit}, epoch {last}: {wide['ir'].loc[last].mean():.3g}{unit} vs "
+            f"{wide['mod'].loc[last].mean():.3g}{unit}; {sum(p.verdict is Verdict.REPRODUCED for p in parts)} of "
+            f"{len(parts)} epochs decided in the claim's favour")
+    return finding(j, text, pd.concat([ir, mod]), n=ir["seed"].nunique(), than_n=mod["seed"].nunique())
 
 
 def judge_loss_lower(runs: pd.DataFrame, claim: dict) -> dict:
-    """Fig. 4(a): the improved model's mean training loss is below AlexNet's at every epoch both ran."""
-    return _judge(runs, claim, "train_loss", lambda a, b: a < b, "", 1.0)
+    """Fig. 4(a): the improved model's training loss is below AlexNet's at every epoch both ran."""
+    return _judge(runs, claim, "train_loss", -1.0, "", 1.0)
 
 
 def judge_accuracy_higher(runs: pd.DataFrame, claim: dict) -> dict:
-    """Fig. 4(b): the improved model's mean test accuracy is above AlexNet's at every epoch both ran."""
-    return _judge(runs, claim, "test_acc", lambda a, b: a > b, " %", 100.0)
+    """Fig. 4(b): the improved model's test accuracy is above AlexNet's at every epoch both ran."""
+    return _judge(runs, claim, "test_acc", 1.0, " %", 100.0)
 
 
 def table2(runs: pd.DataFrame) -> pd.DataFrame:
@@ -95,11 +96,12 @@ def table2(runs: pd.DataFrame) -> pd.DataFrame:
     """
     claims = {c["id"]: c for c in load_claims("004")}
     splits = sorted(runs["train_split"].dropna().unique()) if "train_split" in runs and not runs.empty else [None]
+    profile = runs["profile"].iloc[0] if not runs.empty else "paper"
     rows = []
     for split in splits:
         for model, (name, claim) in METHODS.items():
-            sel = runs[(runs["model"] == model) & (runs["train_split"] == split if split else True)] \
-                if not runs.empty else runs
+            where = {**claims[claim]["where"], "profile": profile, **({"train_split": split} if split else {})}
+            sel = protocol_runs(runs, "004", where)
             get = lambda col: sel[col] if col in sel else pd.Series(dtype=float)  # noqa: E731
             rows.append({"reading": split or "", "method": name, "claimed": fmt(claims[claim]["claimed"], "test_acc"),
                          "measured (best validation epoch)": fmt_mean_sd(get("best_val_test_acc"), "test_acc"),
