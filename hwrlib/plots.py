@@ -69,3 +69,25 @@ def plot_accuracy_bars(rows: pd.DataFrame, title: str = ""):
 def label_runs(runs: Sequence, key: str = "model") -> pd.DataFrame:
     """Concatenate the histories of :class:`~hwrlib.results.Run` objects, labelled by a config key."""
     return pd.concat([r.history.assign(**{key: r.config[key]}) for r in runs], ignore_index=True)
+
+
+# the protocols each 001 / 002 curve figure draws: label -> claims.yaml-style fields (the rest: the config's defaults)
+CURVES = {"002": {"CNN, linear head": {"model": "pytorch_cnn", "head": "linear"},
+                  "CNN, hidden500 head": {"model": "pytorch_cnn", "head": "hidden500"}, "LeNet-5": {"model": "lenet5"}},
+          "001": {f"{m}, {o}": {"model": m, **opt} for m in ("blog_cnn", "blog_resnet", "blog_deep_plain")
+                  for o, opt in (("RMSprop", {}), ("SGD", {"optimizer": "sgd", "lr": 0.01, "momentum": 0.0}))}}
+
+
+def protocol_curves(runs, paper: str, profile: str = "paper"):
+    """Test curves of 001's or 002's protocols at ``profile``, one line per protocol (never two pooled); None
+    without runs."""
+    import pandas as pd
+
+    from .results import load_metrics
+    from .summary import protocol_runs
+    sel = pd.concat([protocol_runs(runs, paper, {"profile": profile, **fields}).assign(runs=label)
+                     for label, fields in CURVES[paper].items()])
+    if sel.empty:
+        return None
+    h = load_metrics(sel).merge(sel[["run_id", "runs"]], on="run_id")
+    return plot_history(h, hue="runs", title=f"{paper}: {profile} protocols, mean and 95% band over seeds")

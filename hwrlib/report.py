@@ -24,9 +24,9 @@ import pandas as pd  # noqa: E402
 
 from . import paths  # noqa: E402
 from .experiments import p000_figures, p002_figures, p003_figures, p004_figures  # noqa: E402
-from .plots import plot_history  # noqa: E402
-from .results import load_metrics, load_runs  # noqa: E402
-from .summary import (claims_table, damaged_table, load_claims, protocol_runs, robust_table,  # noqa: E402
+from .plots import protocol_curves  # noqa: E402
+from .results import load_runs  # noqa: E402
+from .summary import (claims_table, damaged_table, load_claims, robust_table,  # noqa: E402
                       verdict_frame)
 from .verdict import Robust, Verdict  # noqa: E402
 
@@ -106,24 +106,6 @@ def _images(names: list[str]) -> str:
     return "\n\n".join(f"![{n}]({FIGURES}/{n}.png)" for n in names) if names else "_no figure: no runs yet_"
 
 
-# the protocols each curve figure draws: label -> claims.yaml-style fields (the rest: the config's defaults)
-CURVES = {"002": {"CNN, linear head": {"model": "pytorch_cnn", "head": "linear"},
-                  "CNN, hidden500 head": {"model": "pytorch_cnn", "head": "hidden500"}, "LeNet-5": {"model": "lenet5"}},
-          "001": {f"{m}, {o}": {"model": m, **opt} for m in ("blog_cnn", "blog_resnet", "blog_deep_plain")
-                  for o, opt in (("RMSprop", {}), ("SGD", {"optimizer": "sgd", "lr": 0.01, "momentum": 0.0}))}}
-
-
-def _curves(runs: pd.DataFrame, paper: str) -> dict:
-    """Test curves of the paper protocols of 001 or 002, each line one protocol (never two pooled)."""
-    frames = [protocol_runs(runs, paper, {"profile": "paper", **fields}).assign(runs=label)
-              for label, fields in CURVES[paper].items()]
-    sel = pd.concat(frames)
-    if sel.empty:
-        return {}
-    h = load_metrics(sel).merge(sel[["run_id", "runs"]], on="run_id")
-    return {f"{paper}_curves": plot_history(h, hue="runs", title=f"{paper}: paper protocols, mean and 95% band over seeds")}
-
-
 def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """The report's Markdown (figures written beside it), the headline table and ``verdicts.csv``'s frame."""
     root = paths.results_dir(results_dir)
@@ -163,7 +145,7 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
               + p002_figures.sensitivity_share(paper_runs), _md(sens),
               _images(_save({"002_sensitivity": fig} if (fig := p002_figures.sensitivity_figure(paper_runs)) else {},
                             figs))]
-    parts += ["## 001 and 002", _images(_save({**_curves(all_runs, "002"), **_curves(all_runs, "001")}, figs))]
+    parts += ["## 001 and 002", _images(_save({f"{p}_curves": fig for p in ("002", "001") if (fig := protocol_curves(all_runs, p))}, figs))]
     parts += ["## 003: Table 1 and Figures 4-7", _md(p003_figures.table1(runs)),
               _images(_save(p003_figures.figures(runs), figs))]
     parts += ["## 004: Table 2 and Fig. 4", _md(p004_figures.table2(paper_runs[paper_runs["paper"] == "004"]
@@ -232,14 +214,29 @@ def write(results_dir: str | None = None, readme: str | Path | None = None) -> P
     return out
 
 
+def diff_verdicts(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Every claim x reading whose verdict differs between two verdict tables (``claim``, ``reading``, ``verdict``
+    columns, as verdicts.csv has them): old -> new, with a reading only one of them has shown as absent."""
+    keys = ["claim", "reading"]
+    both = old[keys + ["verdict"]].merge(new[keys + ["verdict"]], on=keys, how="outer", suffixes=(" old", " new"))
+    both = both.fillna({"verdict old": "(no such reading)", "verdict new": "(no such reading)"})
+    return both[both["verdict old"] != both["verdict new"]].reset_index(drop=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hwrlib.report", description=__doc__.splitlines()[0])
     ap.add_argument("--results-dir", help="default: $HWR_RESULTS_DIR or <repo>/results")
     ap.add_argument("--readme", help="also rewrite this README's headline block")
     ap.add_argument("--html", action="store_true", help="also execute the notebooks (from the records) into "
                                                         "results/report/*.html, offline")
+    ap.add_argument("--diff", metavar="OLD_CSV", help="after writing, list every verdict that differs from OLD_CSV (a "
+                                                       "verdicts.csv of an earlier commit: git show REV:results/verdicts.csv)")
     args = ap.parse_args(argv)
-    print(f"report: {write(args.results_dir, args.readme)}")
+    out = write(args.results_dir, args.readme)
+    print(f"report: {out}")
+    if args.diff:
+        changed = diff_verdicts(pd.read_csv(args.diff), pd.read_csv(out.with_name(VERDICTS)))
+        print(f"{len(changed)} verdict(s) changed" + (":\n" + changed.to_markdown(index=False) if len(changed) else ""))
     for line in html_pages(args.results_dir) if args.html else []:
         print(line)
     return 0

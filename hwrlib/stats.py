@@ -10,6 +10,7 @@ when inconclusive, how many seeds (per side) would decide it at the spread measu
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -22,6 +23,12 @@ from .verdict import Verdict
 
 Z = float(stats.norm.ppf(0.975))  # 1.96
 MAX_SEEDS = 100  # "seeds needed" is searched up to this; beyond it the claim is called undecidable by seeds
+
+
+@functools.lru_cache(maxsize=4096)
+def _t(q: float, df: int) -> float:
+    """Student's t quantile (cached: the seeds-needed search asks for the same few many times)."""
+    return float(stats.t.ppf(q, df))
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,10 @@ def tolerance(claimed: float, resolution: float, test_images: int | None) -> flo
 def _value_rule(m: float, s: float, n: int, claimed: float, delta: float, k: int) -> Verdict:
     gap = abs(claimed - m)
     # what k runs of the protocol give (their mean), 95 % prediction interval, widened by delta
-    if gap > stats.t.ppf(0.975, n - 1) * s * math.sqrt(1 / k + 1 / n) + delta:
+    if gap > _t(0.975, n - 1) * s * math.sqrt(1 / k + 1 / n) + delta:
         return Verdict.NOT_REPRODUCED
     # TOST at 5 %: the protocol's mean is within delta plus the spread of the claimed number itself
-    if gap + stats.t.ppf(0.95, n - 1) * s / math.sqrt(n) <= delta + Z * s / math.sqrt(k):
+    if gap + _t(0.95, n - 1) * s / math.sqrt(n) <= delta + Z * s / math.sqrt(k):
         return Verdict.REPRODUCED
     return Verdict.INCONCLUSIVE
 
@@ -80,7 +87,7 @@ def judge_value(values: Sequence[float], claimed: float, delta: float, claimed_r
         return Judgement(Verdict.INCONCLUSIVE, m, method="one run: no spread to judge by")
     s = float(v.std(ddof=1))
     verdict = _value_rule(m, s, n, claimed, delta, claimed_runs)
-    half = stats.t.ppf(0.975, n - 1) * s * math.sqrt(1 / claimed_runs + 1 / n) + delta
+    half = _t(0.975, n - 1) * s * math.sqrt(1 / claimed_runs + 1 / n) + delta
     needed = (_seeds_needed(lambda N: _value_rule(m, s, N, claimed, delta, claimed_runs), n)
               if verdict is Verdict.INCONCLUSIVE else None)
     method = "prediction interval + TOST" + (f" (claim: mean of {claimed_runs} runs)" if claimed_runs > 1 else "")
@@ -97,18 +104,20 @@ def _difference_ci(a: pd.Series, b: pd.Series, paired: bool) -> tuple[float, flo
     est = float(a.mean() - b.mean())
     if paired:
         d = (a - b.reindex(a.index)).to_numpy()
+        if np.ptp(d) <= 1e-12 * max(1.0, abs(est)):  # identical differences: exact (scipy would warn and say nan)
+            return est, est, est, lambda N: 0.0, "paired t (by seed)"
         ci = stats.ttest_rel(a.to_numpy(), b.reindex(a.index).to_numpy()).confidence_interval(0.95)
         sd = d.std(ddof=1)
-        return est, ci.low, ci.high, lambda N: stats.t.ppf(0.975, N - 1) * sd / math.sqrt(N), "paired t (by seed)"
+        return est, ci.low, ci.high, lambda N: _t(0.975, N - 1) * sd / math.sqrt(N), "paired t (by seed)"
     if len(a) > 1 and len(b) > 1:
         ci = stats.ttest_ind(a.to_numpy(), b.to_numpy(), equal_var=False).confidence_interval(0.95)
         va, vb = a.var(ddof=1), b.var(ddof=1)
-        return (est, ci.low, ci.high, lambda N: stats.t.ppf(0.975, 2 * N - 2) * math.sqrt((va + vb) / N),
+        return (est, ci.low, ci.high, lambda N: _t(0.975, 2 * N - 2) * math.sqrt((va + vb) / N),
                 "Welch t")
     # one side has a single run: its variance is taken to be the other side's (pooled, the other side's df)
     s = (a if len(a) > 1 else b).std(ddof=1)
-    half = stats.t.ppf(0.975, max(len(a), len(b)) - 1) * s * math.sqrt(1 / len(a) + 1 / len(b))
-    return (est, est - half, est + half, lambda N: stats.t.ppf(0.975, 2 * N - 2) * s * math.sqrt(2 / N),
+    half = _t(0.975, max(len(a), len(b)) - 1) * s * math.sqrt(1 / len(a) + 1 / len(b))
+    return (est, est - half, est + half, lambda N: _t(0.975, 2 * N - 2) * s * math.sqrt(2 / N),
             "pooled t (one side a single run)")
 
 
@@ -127,6 +136,8 @@ def judge_difference(a: pd.Series, b: pd.Series, paired: bool = False, margin: f
         return Judgement(Verdict.INCONCLUSIVE, float(a.mean() - b.mean()), method="one run a side: no spread")
     paired = paired and len(a) > 1 and set(a.index) == set(b.index)
     est, low, high, half_at, method = _difference_ci(a, b, paired)
+    if math.isnan(low):  # no spread at all (identical differences): the estimate is exact
+        low = high = est
     verdict = (Verdict.REPRODUCED if low > margin else Verdict.NOT_REPRODUCED if high < margin
                else Verdict.INCONCLUSIVE)
     needed = None

@@ -147,8 +147,9 @@ def protocol_runs(runs: pd.DataFrame, paper: str, params: dict[str, Any]) -> pd.
     if runs.empty or "protocol" not in runs:
         return runs.iloc[0:0]
     sel = runs[runs["protocol"] == protocol(paper, params)]
-    if "device" in params:
-        sel = sel[sel["device"].astype(str).str.startswith(params["device"])]
+    if "device" in params:  # a record that does not say where it ran is not evidence of where it ran
+        ran = sel["device"].astype(str) if "device" in sel else pd.Series("", index=sel.index)
+        sel = sel[ran.str.startswith(params["device"])]
     return sel.sort_values("seed")
 
 
@@ -236,6 +237,8 @@ def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     if runs.empty:
         return pd.Series(dtype=float)
     if metric == "peak_mean_test_acc":
+        if "run_path" not in runs:  # rows without their folders (made-up tables): no curve to read
+            return pd.Series(dtype=float)
         h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
         curve = h[h["step"] > 0].pivot_table(index="epoch", columns="seed", values="test_acc").dropna()
         return curve.loc[curve.mean(axis=1).idxmax()] if not curve.empty else pd.Series(dtype=float)

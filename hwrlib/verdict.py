@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Verdict(Enum):
+class Verdict(str, Enum):
     """A claim under one reading."""
     REPRODUCED = ("reproduced", "✅", "#c8e6c9")
     NOT_REPRODUCED = ("not reproduced", "❌", "#ffcdd2")
@@ -20,19 +20,17 @@ class Verdict(Enum):
     # a notebook's own run at another profile, set beside the claim: never a verdict
     INDICATION = ("indication only", "🔎", "#e3f2fd")
 
-    def __init__(self, label: str, mark: str, colour: str):
-        self.label, self.mark, self.colour = label, mark, colour
+    def __new__(cls, label: str, mark: str, colour: str):
+        # a str: it equals its label, so tables, CSV files and tests compare it as text
+        obj = str.__new__(cls, label)
+        obj._value_, obj.label, obj.mark, obj.colour = label, label, mark, colour
+        return obj
 
     def __str__(self) -> str:
         return self.label
 
-    @classmethod
-    def of(cls, label: str) -> Verdict:
-        """The verdict with this label (as verdicts.csv writes it)."""
-        return next(v for v in cls if v.label == label)
 
-
-class Robust(Enum):
+class Robust(str, Enum):
     """A claim over all its readings (a claim with one reading reads *holds* / *fails*)."""
     HOLDS = ("holds under every reading", "✅", "#c8e6c9")
     HOLDS_WHERE_JUDGED = ("holds where judged", "🟢", "#dcedc8")
@@ -43,8 +41,11 @@ class Robust(Enum):
     DID_NOT_TRAIN = ("did not train", "⛔", "#e0e0e0")
     NOT_YET_RUN = ("not yet run", "⏳", "#eeeeee")
 
-    def __init__(self, label: str, mark: str, colour: str):
-        self.label, self.mark, self.colour = label, mark, colour
+    def __new__(cls, label: str, mark: str, colour: str):
+        # a str: it equals its label, so tables, CSV files and tests compare it as text
+        obj = str.__new__(cls, label)
+        obj._value_, obj.label, obj.mark, obj.colour = label, label, mark, colour
+        return obj
 
     def __str__(self) -> str:
         return self.label

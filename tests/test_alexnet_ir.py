@@ -159,9 +159,11 @@ def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tm
 
 
 def _fake_run(root, model, seed, accs, seconds, profile="paper", train_split=None):
+    """A finished run of 004's protocol (``model`` at ``profile``, under ``train_split``) with these accuracies."""
     from hwrlib.results import RunDir
-    cfg = {"model": model, "seed": seed, "profile": profile, "train_size": None}
-    rd = RunDir("004", {**cfg, "train_split": train_split} if train_split else cfg, root)
+    cfg = P004Config.build({"profile": profile, "seed": seed, "compare_models": [],
+                            **({"train_split": train_split} if train_split else {})}).for_model(model)
+    rd = RunDir("004", cfg.record(), root)
     rd.write_config()
     rd.write_metrics([{"epoch": i + 1, "train_loss": 1 - a, "test_acc": a} for i, a in enumerate(accs)])
     rd.write_final({"final_test_acc": accs[-1], "best_val_test_acc": accs[-1], "epochs": len(accs), "num_train": 50_000,
@@ -185,8 +187,15 @@ def test_summary_section_from_records(tmp_path, capsys):
     # Fig. 4: the improved runs have the lower loss and the higher accuracy at both epochs
     assert figs.judge_loss_lower(runs, {})["verdict"] == "reproduced"
     acc = figs.judge_accuracy_higher(runs, {})
-    assert acc["verdict"] == "reproduced" and acc["n"] == 4 and "epoch 2: 99.7 % vs 99.3 %" in acc["measured"]
+    assert acc["verdict"] == "reproduced" and (acc["n"], acc["than_n"]) == (2, 2)
+    assert "epoch 2: 99.7 % vs 99.3 %" in acc["measured"]
     assert figs.judge_accuracy_higher(runs[runs["model"] == "alexnet_ir"], {})["verdict"] == "not yet run"
+    # the same records with the models' roles swapped violate both claims
+    ids = runs.drop_duplicates("model").set_index("model")["protocol"]
+    swapped = runs.assign(protocol=runs["protocol"].map({ids["alexnet_ir"]: ids["alexnet_mod"],
+                                                         ids["alexnet_mod"]: ids["alexnet_ir"]}))
+    assert figs.judge_loss_lower(swapped, {})["verdict"] == "not reproduced"
+    assert figs.judge_accuracy_higher(swapped, {})["verdict"] == "not reproduced"
     h = figs.curves(runs)
     assert len(h) == 8 and set(h["label"]) == {figs.LABELS["alexnet_ir"], figs.LABELS["alexnet_mod"]}
     figs.summary_004(runs)
@@ -196,7 +205,8 @@ def test_summary_section_from_records(tmp_path, capsys):
 def test_fig4_and_epoch_time_verdicts_judge_only_their_reading(tmp_path):
     """Runs of the 60k reading judge that reading's Fig. 4 and epoch-time claims; the 50k reading stays unrun, and
     a quick-profile pair enters no verdict."""
-    from hwrlib.summary import INDICATION, claims_table
+    from hwrlib.summary import claims_table
+    from hwrlib.verdict import Verdict
     for seed in (0, 1):
         _fake_run(tmp_path, "alexnet_ir", seed, [0.99, 0.996], 300.0, train_split="60k_val_test")
         _fake_run(tmp_path, "alexnet_mod", seed, [0.98, 0.992], 1500.0, train_split="60k_val_test")
@@ -206,10 +216,10 @@ def test_fig4_and_epoch_time_verdicts_judge_only_their_reading(tmp_path):
     t = claims_table(load_runs(tmp_path), "004").set_index(["id", "reading"])
     for cid in ("004.fig4_loss", "004.fig4_accuracy"):
         assert t.loc[(cid, "60k_val_test"), "verdict"] == "reproduced", cid
-        assert t.loc[(cid, "60k_val_test"), "n"] == 4 and t.loc[(cid, "50k_val10k"), "verdict"] == "not yet run"
+        assert t.loc[(cid, "60k_val_test"), "n"] == 2 and t.loc[(cid, "50k_val10k"), "verdict"] == "not yet run"
     ratio = t.loc[("004.epoch_time_ratio", "60k_val_test")]
-    assert ratio["measured"] == "0.2" and ratio["verdict"] == "reproduced"
+    assert ratio["measured"].startswith("0.2 (300 / ") and ratio["verdict"] == "reproduced"
     assert t.loc[("004.epoch_time_ratio", "50k_val10k"), "verdict"] == "not yet run"
     # a quick-profile notebook sees its own pair, as an indication only
     quick = claims_table(load_runs(tmp_path), "004", kinds=("curve",), profile="quick").set_index(["id", "reading"])
-    assert quick.loc[("004.fig4_accuracy", "60k_val_test"), "verdict"] == INDICATION
+    assert quick.loc[("004.fig4_accuracy", "60k_val_test"), "verdict"] is Verdict.INDICATION

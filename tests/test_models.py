@@ -76,6 +76,9 @@ EXPECTED = {
     "blog_cnn": conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10),
     "blog_resnet": (conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10)
                     + 2 * conv(32, 32, 3) + 2 * conv(64, 64, 3)),
+    # the same layers as blog_resnet: only the two skip additions differ
+    "blog_deep_plain": (conv(1, 32, 3) + conv(32, 64, 3) + linear(1600, 64) + linear(64, 10)
+                        + 2 * conv(32, 32, 3) + 2 * conv(64, 64, 3)),
     "lenet_variant": conv(1, 6, 5) + conv(6, 12, 5) + linear(12 * 4 * 4, 10),
     # 004: conv3-conv5 on 3x3 maps, the last pool leaves 1x1x256 for the FC layers
     "alexnet_mod": (conv(1, 96, 5) + conv(96, 256, 5) + conv(256, 384, 3) + conv(384, 384, 3) + conv(384, 256, 3)
@@ -136,5 +139,6 @@ def test_in_chans():
 def test_skip_connections_found_by_tracing():
     assert residual_adds(create_model("blog_cnn")) == 0  # the blog's published code
     assert residual_adds(create_model("blog_resnet")) == 2
+    assert residual_adds(create_model("blog_deep_plain")) == 0
     assert residual_adds(create_model("resnet18")) == 8
     assert residual_adds(create_model("alexnet_ir")) == 1 and residual_adds(create_model("alexnet_mod")) == 0

@@ -10,7 +10,7 @@ import yaml
 
 from hwrlib.config import ConfigError
 from hwrlib.experiments import P000Config, experiment_config, run_experiment
-from hwrlib.experiments.p000_figures import protocol_runs, summary_000, table1, window_mean
+from hwrlib.experiments.p000_figures import summary_000, table1, table1_runs, window_mean
 from hwrlib.experiments.p000_resnet_hccr import HCCRLoss, load_data, make_loaders
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.resnet_hccr import prod_a, shortcut_scalars
@@ -211,16 +211,22 @@ def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
 
 
 def test_table1_judges_only_real_hwdb_runs():
-    def row(model, data, top1, top5, **kw):
-        return {"paper": "000", "model": model, "dataset": data, "final_test_acc": top1, "final_test_top5": top5,
-                "prod_weight": 0.01, "flip": True, "scale": True, "pca_noise": True, **kw}
-    frame = pd.DataFrame([row("resnet_hccr", "hwdb", 0.944, 0.986), row("resnet_hccr", "hwdb", 0.942, 0.986),
-                          row("resnet_hccr_plain", "hwdb", 0.90, 0.97), row("resnet_hccr", "synth", 0.95, 0.99),
-                          row("resnet_hccr", "hwdb", 0.10, 0.20, prod_weight=0.0),  # a prod_demo counterpart
-                          row("inception_hccr", "hwdb", 0.10, 0.20, flip=False)])  # an ablation run
-    t = table1(protocol_runs(frame)).set_index(["model", "data"])
+    from hwrlib.summary import protocol
+
+    def row(model, data, top1, top5, seed, **kw):
+        params = {"model": model, "dataset": data, "profile": "paper", **kw}
+        return {"paper": "000", "model": model, "dataset": data, "profile": "paper", "seed": seed,
+                "final_test_acc": top1, "final_test_top5": top5, "protocol": protocol("000", params),
+                "did_not_train": False}
+    spread = (-0.0005, 0.0, 0.0005, 0.0, -0.0005)
+    frame = pd.DataFrame([row("resnet_hccr", "hwdb", 0.9431 + d, 0.9862 + d, s) for s, d in enumerate(spread)]
+                         + [row("resnet_hccr_plain", "hwdb", 0.90 + d, 0.97 + d, s) for s, d in enumerate(spread)]
+                         + [row("resnet_hccr", "synth", 0.95, 0.99, 0),
+                            row("resnet_hccr", "hwdb", 0.10, 0.20, 0, prod_weight=0.0),  # a prod_demo counterpart
+                            row("inception_hccr", "hwdb", 0.10, 0.20, 0, flip=False)])  # an ablation run
+    t = table1(table1_runs(frame)).set_index(["model", "data"])
     assert t.loc[("Improved residual model", "CASIA-HWDB1.1"), "verdict"] == "reproduced"
-    assert t.loc[("Improved residual model", "CASIA-HWDB1.1"), "measured top-1"] == "94.30% ± 0.14% (n=2)"
+    assert t.loc[("Improved residual model", "CASIA-HWDB1.1"), "measured top-1"] == "94.30% ± 0.04% (n=5)"
     assert t.loc[("ResNet", "CASIA-HWDB1.1"), "verdict"] == "not reproduced"
     assert t.loc[("Inception", "CASIA-HWDB1.1"), "verdict"] == "not yet run"
     assert t.loc[("Improved residual model", "synth-hwdb (SYNTHETIC)"), "verdict"] == "not comparable (SYNTHETIC data)"

@@ -1,74 +1,119 @@
-import math
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from hwrlib.summary import claim_readings, claims_table, evaluate, load_claims, _row, robust_verdict
+from hwrlib import summary
+from hwrlib.results import RunDir, load_runs, run_id
+from hwrlib.summary import (ClaimError, claim_readings, claims_table, evaluate, load_claims, parse_claimed,
+                            protocol, protocol_runs)
+from hwrlib.verdict import Verdict
 
-CLAIM = {"id": "t", "paper": "002", "text": "t", "source": "s", "kind": "metric", "metric": "final_test_acc", "claimed": 0.9931,
-         "tolerance": 0.002, "where": {"model": "pytorch_cnn", "profile": "paper", "train_size": None}}
-
-
-def runs(*accs, model="pytorch_cnn", profile="paper", train_size=None):
-    return pd.DataFrame([{"paper": "002", "model": model, "profile": profile, "train_size": train_size,
-                          "final_test_acc": a} for a in accs])
-
-
-def test_metric_claim_mean_std_and_verdict():
-    r = evaluate(CLAIM, runs(0.992, 0.994, 0.993))
-    assert r["verdict"] == "reproduced" and r["n"] == 3
-    assert r["mean"] == pytest.approx(0.993) and r["std"] == pytest.approx(0.001)
-    assert evaluate(CLAIM, runs(0.985, 0.987))["verdict"] == "not reproduced"
+ROOT = Path(__file__).parents[1]
+CLAIM = {"id": "t", "paper": "002", "text": "t", "source": "s", "kind": "metric", "metric": "final_test_acc",
+         "claimed": 0.9931, "resolution": 0.0001, "where": {"model": "pytorch_cnn", "profile": "paper", "train_size": None}}
 
 
-def test_unmatched_runs_are_not_yet_run():
+def runs(*accs, model="pytorch_cnn", profile="paper", **fields):
+    """Rows of one 002 protocol (the claim's, with ``fields`` changed), one seed per accuracy."""
+    pid = protocol("002", {"model": model, "profile": profile, **fields})
+    return pd.DataFrame([{"paper": "002", "model": model, "profile": profile, "seed": s, "final_test_acc": a,
+                          "protocol": pid, "did_not_train": False, **fields} for s, a in enumerate(accs)])
+
+
+def test_metric_claim_verdicts():
+    close = evaluate(CLAIM, runs(0.9925, 0.9930, 0.9935, 0.9928, 0.9932))
+    assert close["verdict"] == "reproduced" and close["n"] == 5 and close["mean"] == pytest.approx(0.993)
+    assert evaluate(CLAIM, runs(0.985, 0.987, 0.986))["verdict"] == "not reproduced"
+    one = evaluate(CLAIM, runs(0.9931))
+    assert one["verdict"] == "inconclusive" and "one run" in one["method"]
+    wide = evaluate(CLAIM, runs(0.9881, 0.9901, 0.9921))
+    assert wide["verdict"] == "inconclusive" and wide["seeds_needed"] > 3
+
+
+def test_unmatched_runs_are_not_yet_run_and_another_profile_is_an_indication():
     assert evaluate(CLAIM, runs(0.993, profile="quick"))["verdict"] == "not yet run"
     assert evaluate(CLAIM, runs(0.993, train_size=3000))["verdict"] == "not yet run"
     assert evaluate(CLAIM, pd.DataFrame())["verdict"] == "not yet run"
-    # a paper notebook can set its quick run beside the claim, as an indication: never a verdict
-    quick = evaluate(CLAIM, runs(0.993, profile="quick"), ignore=("profile",))
-    assert quick["verdict"] == "indication only" and quick["mean"] == pytest.approx(0.993)
+    quick = evaluate(CLAIM, runs(0.993, 0.992, profile="quick"), profile="quick")
+    assert quick["verdict"] is Verdict.INDICATION and quick["mean"] == pytest.approx(0.9925)
 
 
-def test_a_notebook_at_another_profile_gets_no_verdict(monkeypatch):
-    monkeypatch.setattr("hwrlib.summary.load_claims", lambda paper=None: [CLAIM])
-    quick = claims_table(runs(0.993, profile="quick"), "002", profile="quick").iloc[0]
-    assert quick["verdict"] == "indication only" and quick["measured"] == "99.30%"
-    paper = claims_table(runs(0.993), "002", profile="paper").iloc[0]
-    assert paper["verdict"] == "reproduced"
+def test_unnamed_fields_are_not_wildcards():
+    """The claim names model, profile and train_size; a run of another lr, optimizer or head is another protocol."""
+    own = runs(0.985, 0.987, 0.986)
+    for neighbour in (runs(0.9931, 0.9931, 0.9931, lr=0.01), runs(0.9931, 0.9931, 0.9931, optimizer="sgd"),
+                      runs(0.9931, 0.9931, 0.9931, head="hidden500")):
+        both = pd.concat([own, neighbour])
+        assert evaluate(CLAIM, both)["verdict"] == "not reproduced" and evaluate(CLAIM, both)["n"] == 3
+        assert protocol_runs(both, "002", CLAIM["where"])["protocol"].nunique() == 1
 
 
-def test_a_comparison_row_never_shows_half_of_itself(monkeypatch):
-    comp = {**CLAIM, "kind": "comparison", "than": {"model": "resnet18", "profile": "paper"}}
-    monkeypatch.setattr("hwrlib.summary.load_claims", lambda paper=None: [comp])
-    row = claims_table(runs(0.99), "002").iloc[0]
-    assert row["measured"] == "99.00% vs not yet run" and row["verdict"] == "not yet run"
-    both = claims_table(pd.concat([runs(0.99), runs(0.98, model="resnet18")]), "002").iloc[0]
-    assert both["measured"] == "99.00% vs 98.00%" and both["verdict"] == "reproduced"
-    assert claims_table(pd.DataFrame(), "002").iloc[0]["measured"] == "not yet run"
+def test_comparisons_are_paired_by_seed(monkeypatch):
+    comp = {**CLAIM, "kind": "comparison", "than": {"model": "lenet5", "profile": "paper", "train_size": None}}
+    lenet = runs(0.9880, 0.9890, 0.9870, model="lenet5")
+    # each seed's CNN 0.05 points above its LeNet-5: the seeds' spread is shared, the difference is not noise
+    cnn = runs(0.9885, 0.9895, 0.9875)
+    assert evaluate(comp, pd.concat([cnn, lenet]))["verdict"] == "reproduced"
+    assert "paired" in evaluate(comp, pd.concat([cnn, lenet]))["method"]
+    noisy = runs(0.9880, 0.9910, 0.9860)
+    assert evaluate(comp, pd.concat([noisy, lenet]))["verdict"] == "inconclusive"
+    assert evaluate(comp, pd.concat([runs(0.980, 0.981, 0.982), lenet]))["verdict"] == "not reproduced"
+    monkeypatch.setattr(summary, "load_claims", lambda paper=None: [comp])
+    row = claims_table(cnn, "002").iloc[0]
+    assert row["measured"] == "98.85% ± 0.10% vs not yet run" and row["verdict"] == "not yet run"
 
 
-def test_comparison_and_ratio():
-    both = pd.concat([runs(0.99), runs(0.98, model="lenet5")])
-    comp = {**CLAIM, "kind": "comparison", "than": {"model": "lenet5", "profile": "paper"}}
-    assert evaluate(comp, both)["verdict"] == "reproduced"
-    assert evaluate({**comp, "than": {"model": "resnet18"}}, both)["verdict"] == "not yet run"
-    ratio = {**comp, "kind": "ratio", "claimed": 1.0, "tolerance": 0.05, "tolerance_kind": "rel"}
-    r = evaluate(ratio, both)
-    assert r["mean"] == pytest.approx(0.99 / 0.98) and r["verdict"] == "reproduced"
-    # one side run: the table shows its mean beside "not yet run", never that mean as the ratio
-    half = _row({**ratio, "than": {"model": "resnet18"}}, both, None)
-    assert half["measured"] == "99.00% vs not yet run" and half["verdict"] == "not yet run"
+def test_a_ratio_with_one_side_run_never_shows_that_side_as_the_ratio(monkeypatch):
+    ratio = {**CLAIM, "kind": "ratio", "claimed": 1.0, "tolerance": 0.05, "tolerance_kind": "rel",
+             "than": {"model": "resnet18", "profile": "paper"}}
+    r = evaluate(ratio, runs(0.99, 0.98))
+    assert r["verdict"] == "not yet run" and summary._shown(ratio, r)["measured"] == "0.985 vs not yet run"
 
 
-def test_claims_file_covers_all_five_works_with_sources():
+def test_readings_expand_into_one_protocol_each():
+    readings = {"002": {"head": {"linear": {"where": {"head": "linear"}}, "hidden500": {"where": {"head": "hidden500"}}},
+                        "score": {"last": {"metric": "final_test_acc"}, "best": {"metric": "max_test_acc"}}}}
+    claim = {**CLAIM, "readings": ["head", "score"]}
+    expanded = dict(claim_readings(claim, readings))
+    assert list(expanded) == ["linear + last", "linear + best", "hidden500 + last", "hidden500 + best"]
+    assert expanded["hidden500 + best"]["where"] == {**CLAIM["where"], "head": "hidden500"}
+    assert claim_readings(CLAIM, readings) == [("as stated", CLAIM)]
+    frame = pd.concat([runs(0.9931, 0.9930, 0.9932, head="linear"), runs(0.980, 0.982, 0.981, head="hidden500")])
+    verdicts = {r: evaluate(c, frame)["verdict"] for r, c in expanded.items() if r.endswith("last")}
+    assert verdicts == {"linear + last": "reproduced", "hidden500 + last": "not reproduced"}
+
+
+def test_claims_file_is_complete_and_every_protocol_is_expressible():
     claims = load_claims()
     assert {c["paper"] for c in claims} == {"000", "001", "002", "003", "004"}
     assert all(c.get("source") and c.get("text") for c in claims)
     assert len({c["id"] for c in claims}) == len(claims)
     for c in claims:
-        if c["kind"] in ("metric", "ratio", "model", "reference"):
-            assert isinstance(c["claimed"], (int, float)) and not math.isnan(c["claimed"]), c["id"]
+        assert ("tolerance" in c) <= ("tolerance_why" in c), f"{c['id']}: a tolerance other than the rule needs a reason"
+        assert c["kind"] not in ("metric", "comparison", "ratio", "curve") or "profile" in c.get("where", {}), c["id"]
+    for paper, axes in summary.load_readings().items():
+        for axis, names in axes.items():
+            assert all(spec.get("source") for spec in names.values()), f"{paper} {axis}: a reading without a source"
+    summary.check_claims()
+
+
+def test_a_claim_no_config_can_express_is_an_error_naming_it(monkeypatch):
+    bad = {**CLAIM, "id": "002.bad", "where": {"model": "pytorch_cnn", "profile": "paper", "batchsize": 32}}
+    monkeypatch.setattr(summary, "load_claims", lambda paper=None: [bad])
+    with pytest.raises(ClaimError, match="002.bad"):
+        summary.check_claims()
+    monkeypatch.setattr(summary, "load_claims", lambda paper=None: [{**bad, "where": {"model": "nope", "profile": "paper"}}])
+    with pytest.raises(ClaimError, match="002.bad"):
+        summary.check_claims()
+
+
+@pytest.mark.parametrize("text,value,resolution", [("99.31%", 0.9931, 1e-4), ("15.0%", 0.15, 1e-3), ("2.1e7", 2.1e7, 1e6),
+                                                    ("3,966", 3966, 1), ("8e5", 8e5, 1e5), (0.2, 0.2, 0.1)])
+def test_claimed_values_are_read_as_printed(text, value, resolution):
+    assert parse_claimed(text) == pytest.approx((value, resolution))
 
 
 def test_model_claims_are_computed_from_the_registry():
@@ -79,7 +124,7 @@ def test_model_claims_are_computed_from_the_registry():
 
 
 def test_every_claim_is_judged_from_another_papers_runs_alone():
-    """The summary notebook's full claims table, with runs of one paper only (curve judges included)."""
+    """The full claims table, with runs of one paper only (curve judges included)."""
     table = claims_table(runs(0.993))
     kind_of = {c["id"]: c["kind"] for c in load_claims()}
     kinds = table["id"].map(kind_of)
@@ -87,51 +132,53 @@ def test_every_claim_is_judged_from_another_papers_runs_alone():
     assert len(judged) >= 14 and (judged["verdict"] == "not yet run").all()
 
 
-def test_readings_expand_into_one_claim_each():
-    readings = {"002": {"head": {"linear": {"where": {"head": "linear"}}, "hidden500": {"where": {"head": "hidden500"}}},
-                        "score": {"last": {"metric": "final_test_acc"}, "best": {"metric": "max_test_acc"}}}}
-    claim = {**CLAIM, "readings": ["head", "score"]}
-    expanded = dict(claim_readings(claim, readings))
-    assert list(expanded) == ["linear + last", "linear + best", "hidden500 + last", "hidden500 + best"]
-    assert expanded["hidden500 + best"]["where"] == {**CLAIM["where"], "head": "hidden500"}
-    assert expanded["hidden500 + best"]["metric"] == "max_test_acc" and CLAIM["metric"] == "final_test_acc"
-    assert claim_readings(CLAIM, readings) == [("as stated", CLAIM)]
-    # two readings' runs are never pooled: each reading sees its own
-    frame = pd.concat([runs(0.993, 0.993).assign(head="linear"), runs(0.980, 0.982).assign(head="hidden500")])
-    verdicts = {r: evaluate(c, frame)["verdict"] for r, c in expanded.items() if r.endswith("last")}
-    assert verdicts == {"linear + last": "reproduced", "hidden500 + last": "not reproduced"}
-
-
-@pytest.mark.parametrize("verdicts,robust", [
-    ({"a": "reproduced", "b": "reproduced"}, "holds under every reading"),
-    ({"a": "not reproduced", "b": "not reproduced"}, "fails under every reading"),
-    ({"a": "reproduced", "b": "not reproduced"}, "holds only under a"),
-    ({"a": "reproduced", "b": "inconclusive"}, "holds only under a (1 inconclusive)"),
-    ({"a": "reproduced", "b": "not yet run", "c": "inconclusive"}, "holds only under a (so far: 1 inconclusive, 1 not yet run)"),
-    ({"a": "not reproduced", "b": "inconclusive"}, "inconclusive"),
-    ({"a": "not yet run", "b": "not yet run"}, "not yet run"),
-    ({"as stated": "not reproduced"}, "not reproduced"),
-])
-def test_robust_verdict(verdicts, robust):
-    assert robust_verdict(verdicts) == robust
-
-
-def test_comparisons_need_more_than_the_noise():
-    lenet = runs(0.9880, 0.9884, 0.9886, model="lenet5")
-    comp = {**CLAIM, "kind": "comparison", "than": {"model": "lenet5", "profile": "paper"}}
-    assert evaluate(comp, pd.concat([runs(0.9900, 0.9905, 0.9910), lenet]))["verdict"] == "reproduced"
-    # a mean 0.07 points higher with a seed spread of 0.13 points: within twice the standard error
-    assert evaluate(comp, pd.concat([runs(0.9880, 0.9910, 0.9870), lenet]))["verdict"] == "inconclusive"
-    assert evaluate(comp, pd.concat([runs(0.9800, 0.9805, 0.9810), lenet]))["verdict"] == "not reproduced"
-
-
 def test_cost_counts_each_run_once_and_every_session_of_a_resumed_one():
     from hwrlib.summary import cost, minutes
-    runs = pd.DataFrame([
+    frame = pd.DataFrame([
         {"run_path": "a", "wall_seconds": 600.0, "train_seconds": 540.0, "device": "cpu"},   # one session
         {"run_path": "b", "wall_seconds": 120.0, "train_seconds": 3000.0, "device": "cpu"},  # resumed: last session's wall
         {"run_path": "c", "wall_seconds": None, "train_seconds": 60.0, "device": "cpu"},     # a baseline: fit time only
         {"run_path": "d", "wall_seconds": 300.0, "train_seconds": 250.0, "device": "cuda"}])
-    spent = cost(runs)["spent"]
+    spent = cost(frame)["spent"]
     assert minutes(spent) == pytest.approx((10 + 50 + 1, 5))
-    assert minutes({**spent, **cost(runs.iloc[:1])["spent"]}) == minutes(spent)  # a run two readings share: once
+    assert minutes({**spent, **cost(frame.iloc[:1])["spent"]}) == minutes(spent)  # a run two readings share: once
+
+
+# ---- the committed records ----------------------------------------------------------------------------------
+
+def _neighbour(folder: Path, change: dict) -> None:
+    """A valid record of a protocol next to ``folder``'s: its config with ``change``, the same numbers."""
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    paper = cfg.pop("paper")
+    cfg.update(change)
+    rd = RunDir(paper, cfg, folder.parents[2])
+    if rd.path.exists():  # two runs that differ only in the changed field: one neighbour is enough
+        return
+    rd.path.mkdir(parents=True)
+    for name in ("metrics.csv", "final.json", "steps.csv"):
+        if (folder / name).exists():
+            shutil.copy(folder / name, rd.path / name)
+    rd.write_config()
+    assert rd.id == run_id(cfg)
+
+
+def test_committed_verdicts_are_the_records_verdicts_and_neighbours_move_none(tmp_path):
+    """results/verdicts.csv is what the committed records give (regenerate it with `make report` when a change
+    moves a verdict); valid records of neighbouring protocols (another lr, optimizer, head, penalty) move nothing."""
+    committed = (ROOT / "results" / "verdicts.csv").read_text()
+    shutil.copytree(ROOT / "results" / "runs", tmp_path / "runs")
+    for folder in sorted((tmp_path / "runs").glob("*/paper-*")):
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        for field, value in (("lr", 0.0123), ("optimizer", "sgd"), ("head", "hidden500"), ("weight_decay", 0.5)):
+            if field in cfg and cfg[field] != value:
+                _neighbour(folder, {field: value})
+                break
+    injected = load_runs(tmp_path)
+    assert len(injected) > len(load_runs(ROOT / "results")) + 100
+    now = summary.verdict_frame(injected)
+    assert now.to_csv(index=False) == committed, "results/verdicts.csv is stale: run `make report` and commit it"
+    # every side of every claim x reading selected one protocol, one run per seed
+    for _, row in now.iterrows():
+        for side in ("protocol", "than_protocol"):
+            sel = injected[injected["protocol"] == row[side]]
+            assert sel["seed"].is_unique, (row["claim"], row["reading"], side)

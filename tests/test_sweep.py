@@ -65,17 +65,18 @@ def test_a_point_whose_comparison_runs_are_missing_is_run(tmp_path, monkeypatch)
     # alone does not make the point complete
     monkeypatch.delenv("HWR_PROFILE", raising=False)
     cfg = P001Config.from_params(profile="paper", results_dir=str(tmp_path))
-    main, compared = run_dirs(cfg)
-    assert compared.config["model"] == "blog_resnet"
+    main, *compared = run_dirs(cfg)
+    assert [d.config["model"] for d in compared] == ["blog_resnet", "blog_deep_plain"]
     main.write_config()
     main.write_metrics([{"epoch": 1, "test_acc": 0.99}])
     main.write_final({"final_test_acc": 0.99})
     nb = str(Path(NOTEBOOK).with_name("001_blog_resnet_mnist.ipynb"))
     [point] = sweep.plan(nb, {"profile": "paper"}, str(tmp_path))
     assert point["status"] == "todo"
-    compared.write_config()
-    compared.write_metrics([{"epoch": 1, "test_acc": 0.99}])
-    compared.write_final({"final_test_acc": 0.99})
+    for d in compared:
+        d.write_config()
+        d.write_metrics([{"epoch": 1, "test_acc": 0.99}])
+        d.write_final({"final_test_acc": 0.99})
     assert sweep.plan(nb, {"profile": "paper"}, str(tmp_path))[0]["status"] == "skipped"
 
 

@@ -34,7 +34,8 @@ def judge_loss_flat(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     within a factor of 2 of 3,000 (1,500-6,000; one-sample 95 % intervals), fails when it lies outside.
     """
     sel = protocol_runs(runs, "002", claim["where"])
-    logged = sel[[(Path(p) / "steps.csv").exists() for p in sel["run_path"]]] if not sel.empty else sel
+    logged = (sel[[(Path(p) / "steps.csv").exists() for p in sel["run_path"]]] if "run_path" in sel
+              else sel.iloc[0:0])
     if logged.empty:
         why = ("needs the training loss every 100 updates (steps.csv): "
                + (f"the {len(sel)} runs of this protocol predate it" if len(sel) else "no run yet"))
@@ -64,7 +65,8 @@ def sensitivity_table(runs: pd.DataFrame) -> pd.DataFrame:
     if sel.empty:
         return pd.DataFrame()
     rows = []
-    for (head, opt, lr), g in sel.groupby(["head", "optimizer", "lr"], sort=True):
+    for _, g in sorted(sel.groupby("protocol"), key=lambda kv: kv[1]["protocol_label"].iloc[0]):  # never pooled
+        head, opt, lr = g[["head", "optimizer", "lr"]].iloc[0]
         rows.append({"head": head, "optimizer": opt, "lr": f"{lr:g}", "final test acc": fmt_mean_sd(
             g["final_test_acc"], "test_acc", n=True), "best epoch": fmt_mean_sd(g["max_test_acc"], "test_acc"),
             "claimed": fmt(claimed, "test_acc"),
@@ -79,7 +81,7 @@ def _sensitivity_runs(runs: pd.DataFrame) -> pd.DataFrame:
     sel = runs[(runs["paper"] == "002") & (runs["model"] == "pytorch_cnn") & (runs["profile"] == "paper")
                & runs["train_size"].isna()]
     momentum = (" momentum " + sel["momentum"].map("{:g}".format)).where(sel["optimizer"] == "sgd", "")
-    return sel.assign(protocol=sel["head"] + " head, " + sel["optimizer"] + " lr " + sel["lr"].map("{:g}".format)
+    return sel.assign(protocol_label=sel["head"] + " head, " + sel["optimizer"] + " lr " + sel["lr"].map("{:g}".format)
                       + momentum)
 
 
@@ -94,7 +96,8 @@ def sensitivity_share(runs: pd.DataFrame) -> str:
         return f"{(sel[col] >= claimed).sum()} ({(sel[col] >= claimed - tolerance).sum()})"
     return (f"Of {len(sel)} runs over {sel['protocol'].nunique()} protocols, {count('final_test_acc')} reach the "
             f"claimed {100 * claimed:.2f} % (in brackets: come within its ±{100 * tolerance:.2f}-point tolerance) at "
-            f"the last epoch, {count('max_test_acc')} at their best epoch.")
+            f"the last epoch, {count('max_test_acc')} at their best epoch (a per-run maximum over the test curve: a "
+            "description, never a verdict).")
 
 
 def sensitivity_figure(runs: pd.DataFrame):
@@ -105,12 +108,12 @@ def sensitivity_figure(runs: pd.DataFrame):
     sel = _sensitivity_runs(runs)
     if sel.empty:
         return None
-    long = sel.melt(id_vars=["protocol", "seed"], value_vars=["final_test_acc", "max_test_acc"], var_name="score",
+    long = sel.melt(id_vars=["protocol_label", "seed"], value_vars=["final_test_acc", "max_test_acc"], var_name="score",
                     value_name="acc")
     long = long.assign(acc=100 * long["acc"], score=long["score"].map({"final_test_acc": "last epoch (20)",
                                                                          "max_test_acc": "best epoch"}))
     fig, ax = plt.subplots(figsize=(11, 0.6 * sel["protocol"].nunique() + 1.8), layout="constrained")
-    sns.stripplot(data=long, x="acc", y="protocol", hue="score", order=sorted(sel["protocol"].unique()),
+    sns.stripplot(data=long, x="acc", y="protocol_label", hue="score", order=sorted(sel["protocol_label"].unique()),
                   dodge=True, size=7, jitter=False, ax=ax)
     ax.axvline(100 * claimed, color="black", ls="--", lw=1, label=f"claimed {100 * claimed:.2f} %")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)

@@ -36,7 +36,7 @@ READINGS = ("epoch", "step")
 def grid_runs(runs: pd.DataFrame, grid: str, claim: dict | None = None) -> pd.DataFrame:
     """The runs of one grid (``batch_size``, ``filters`` or ``lr``) with a ``setting`` label column: each setting is
     the claim's protocol (its ``where``: profile and reading, default the paper profile) with the grid's field set."""
-    base = (claim or {}).get("where") or {"profile": "paper"}
+    base = _where(claim)
     frames = []
     for value in GRIDS[grid]:
         fields = {"c1": value[0], "c3": value[1]} if grid == "filters" else {grid: value}
@@ -178,6 +178,11 @@ def _fmt_means(per: dict[str, pd.Series], order: list[str], unit: str = "") -> s
     return ", ".join(f"{k}: {per[k].mean():.3g}{unit}" for k in order)
 
 
+def _where(claim: dict | None) -> dict:
+    """The protocol fields a claim (as read) names: its profile and reading (default: the paper profile)."""
+    return (claim or {}).get("where") or {"profile": "paper"}
+
+
 def _x(claim: dict) -> str:
     """The reading of "iteration" a curve claim is judged under: ``epoch`` (default) or ``step``."""
     return claim.get("args", {}).get("x", "epoch")
@@ -316,7 +321,7 @@ def judge_larger_net_no_gain(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
 def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """No overfitting: at the default setting (under the claim's penalty reading) the final test error lies within
     1 point of the run's lowest: holds when the seeds' mean rise has its 95 % interval below 1 point, fails above."""
-    sel = protocol_runs(runs, "003", claim["where"])
+    sel = protocol_runs(runs, "003", _where(claim))
     h = curves(sel.assign(setting="default")) if not sel.empty else pd.DataFrame()
     if h.empty:
         return finding(Verdict.NOT_YET_RUN)
@@ -327,14 +332,16 @@ def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     flipped = {Verdict.REPRODUCED: Verdict.NOT_REPRODUCED, Verdict.NOT_REPRODUCED: Verdict.REPRODUCED}
     j = replace(over, verdict=flipped.get(over.verdict, over.verdict))
     text = (f"final minus lowest test error: {rise.mean():.2f} ± {rise.std(ddof=1):.2f} points (lambda "
-            f"{claim['where'].get('weight_decay', 0):g}); minus 1 point (95 % CI): [{over.low:+.2f}, {over.high:+.2f}]")
+            f"{_where(claim).get('weight_decay', 0):g}); minus 1 point (95 % CI): [{over.low:+.2f}, {over.high:+.2f}]")
     return finding(j, text, sel, n=len(rise))
 
 
 # ---- Table 1 and the summary section -------------------------------------------------------------
 
 METHODS = {  # model -> (Table 1 row, preprocessing, claim id)
-    "knn1": ("1-NN", "none", "003.nn1_error"), "knn": ("k-NN (k by cross-validation)", "none", "003.knn_error"),
+    "knn1": ("1-NN (nearest neighbour)", "none", "003.nn1_error"),
+    "linear1": ("1-NN read as a single-layer network (softmax, C by cross-validation)", "none", "003.nn1_error"),
+    "knn": ("k-NN (k by cross-validation)", "none", "003.knn_error"),
     "svm_deskew": ("SVM, RBF (C, gamma by cross-validation)", "deskewing", "003.svm_error"),
     "lenet_variant": ("CNN 6-12 (this paper)", "none", "003.cnn_error")}
 
@@ -349,7 +356,7 @@ def table1(runs: pd.DataFrame, profile: str = "paper") -> pd.DataFrame:
     claims = {c["id"]: c for c in load_claims("003")}
     rows = []
     for model, (name, prep, claim) in METHODS.items():
-        where = claims[claim]["where"]
+        where = {**claims[claim]["where"], "model": model}
         row = {"method": name, "preprocessing": prep, "claimed error": f"{100 * claims[claim]['claimed']:.2f}%"}
         full = {k: v for k, v in where.items() if k not in ("train_size", "test_size")}
         for label, params in ((f"2,000 / 1,000 subsets ({profile})", {**where, "profile": profile}),

@@ -59,8 +59,9 @@ def fig4(h: pd.DataFrame, title: str = ""):
 def _judge(runs: pd.DataFrame, claim: dict, column: str, sign: float, unit: str, scale: float) -> dict:
     """The improved model against the modified AlexNet, each the claim's protocol with its model set, at every epoch
     both ran: ``sign * (improved - AlexNet)`` of ``column`` per seed, paired by seed."""
-    ir = protocol_runs(runs, "004", {**claim["where"], "model": "alexnet_ir"})
-    mod = protocol_runs(runs, "004", {**claim["where"], "model": "alexnet_mod"})
+    where = claim.get("where") or {"profile": "paper"}
+    ir = protocol_runs(runs, "004", {**where, "model": "alexnet_ir"})
+    mod = protocol_runs(runs, "004", {**where, "model": "alexnet_mod"})
     if ir.empty or mod.empty:
         return finding(Verdict.NOT_YET_RUN, runs=pd.concat([ir, mod]))
     wide = {m: curves(r).pivot_table(index="epoch", columns="seed", values=column) * scale
