@@ -74,7 +74,7 @@ report: install
 # the paper protocols over seeds: long on a CPU, the records are committed
 paper: data
 	$(SWEEP) notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml sweeps/002_readings.yaml --workers $(WORKERS)
-	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml sweeps/001_readings.yaml --workers $(WORKERS)
+	$(SWEEP) notebooks/001_blog_resnet_mnist.ipynb sweeps/001_paper.yaml sweeps/001_readings.yaml sweeps/001_less_data.yaml --workers $(WORKERS)
 	$(SWEEP) $(NB004) sweeps/004_table2.yaml sweeps/004_paper.yaml --workers $(WORKERS)
 
 # 002's unstated optimizer and lr (hidden500 head): 8 paper-protocol runs, about 15 min each on one core

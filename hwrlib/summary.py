@@ -20,6 +20,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -233,7 +234,8 @@ def minutes(spent: dict[str, tuple[float, bool]]) -> tuple[float, float]:
 
 def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     """One value of ``metric`` per seed (index). ``peak_mean_test_acc``: each run's test accuracy at the epoch where
-    the seed-averaged test curve peaks (002's Fig. 5 reading)."""
+    the seed-averaged test curve peaks (002's Fig. 5 reading); ``test_error_rise``: its final test error minus its
+    lowest (whole epochs); ``final_test_error`` / ``final_test_top5_error``: 1 - the accuracy where not recorded."""
     if runs.empty:
         return pd.Series(dtype=float)
     if metric == "peak_mean_test_acc":
@@ -242,8 +244,16 @@ def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
         h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
         curve = h[h["step"] > 0].pivot_table(index="epoch", columns="seed", values="test_acc").dropna()
         return curve.loc[curve.mean(axis=1).idxmax()] if not curve.empty else pd.Series(dtype=float)
-    if metric == "final_test_error" and "final_test_error" not in runs and "final_test_acc" in runs:
-        return pd.Series(1 - runs["final_test_acc"].to_numpy(), index=runs["seed"].to_numpy())
+    if metric == "test_error_rise":  # final minus lowest test error over the whole-epoch evaluations (overfitting)
+        if "run_path" not in runs:
+            return pd.Series(dtype=float)
+        h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
+        whole = h[(h["step"] > 0) & np.isclose(h["epoch"], h["epoch"].round())]
+        g = whole.groupby("seed")["test_acc"]
+        return (g.max() - g.last()).astype(float)
+    errors = {"final_test_error": "final_test_acc", "final_test_top5_error": "final_test_top5"}
+    if metric in errors and metric not in runs and errors[metric] in runs:
+        return pd.Series(1 - runs[errors[metric]].to_numpy(), index=runs["seed"].to_numpy())
     values = runs[metric] if metric in runs else pd.Series(math.nan, index=runs.index)
     return pd.Series(values.to_numpy(dtype=float), index=runs["seed"].to_numpy()).dropna()
 
