@@ -3,7 +3,8 @@
     python -m hwrlib.report [--results-dir DIR] [--readme README.md]
 
 Writes REPORT.md (GitHub renders it), ``results/verdicts.csv`` (one row per claim x reading: the protocols, numbers
-and verdict; REPORT.md's tables render the same findings) and its figures as PNG files in ``results/report-figures/``, and
+and verdict; REPORT.md's tables render the same findings) and its figures as PNG files in
+``results/report-figures/``, and
 rewrites the block of README.md between ``<!-- report:headline -->`` and ``<!-- /report:headline -->``
 with the headline table, so the README states no number by hand. A run that is missing shows "not yet
 run" with the command that produces it.
@@ -145,7 +146,8 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
               + p002_figures.sensitivity_share(paper_runs), _md(sens),
               _images(_save({"002_sensitivity": fig} if (fig := p002_figures.sensitivity_figure(paper_runs)) else {},
                             figs))]
-    parts += ["## 001 and 002", _images(_save({f"{p}_curves": fig for p in ("002", "001") if (fig := protocol_curves(all_runs, p))}, figs))]
+    curves = {f"{p}_curves": fig for p in ("002", "001") if (fig := protocol_curves(all_runs, p))}
+    parts += ["## 001 and 002", _images(_save(curves, figs))]
     parts += ["## 003: Table 1 and Figures 4-7", _md(p003_figures.table1(runs)),
               _images(_save(p003_figures.figures(runs), figs))]
     parts += ["## 004: Table 2 and Fig. 4", _md(p004_figures.table2(paper_runs[paper_runs["paper"] == "004"]
@@ -229,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", help="also rewrite this README's headline block")
     ap.add_argument("--html", action="store_true", help="also execute the notebooks (from the records) into "
                                                         "results/report/*.html, offline")
-    ap.add_argument("--diff", metavar="OLD_CSV", help="after writing, list every verdict that differs from OLD_CSV (a "
-                                                       "verdicts.csv of an earlier commit: git show REV:results/verdicts.csv)")
+    ap.add_argument("--diff", metavar="OLD_CSV", help="after writing, list every verdict that differs from OLD_CSV "
+                    "(a verdicts.csv of an earlier commit: git show REV:results/verdicts.csv)")
     args = ap.parse_args(argv)
     out = write(args.results_dir, args.readme)
     print(f"report: {out}")

@@ -173,7 +173,7 @@ def fmt(value: float | None, metric: str = "") -> str:
     """A measured or claimed number as the tables show it: accuracies and errors in %, counts with commas."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if metric.endswith(("_acc", "_top5", "_error")):
+    if metric.endswith(("_acc", "_top5", "_error", "_rise")):
         return f"{100 * value:.2f}%"
     if metric == "num_params":
         return f"{value:,.0f}"
@@ -318,7 +318,8 @@ def _measure(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
              "than_mean": vb.mean() if len(vb) else math.nan, "protocol": protocol(paper, claim["where"]),
              "than_protocol": protocol(paper, claim["than"]) if "than" in claim else ""}
     spent = {"spent": {**cost(a)["spent"], **cost(b)["spent"]}}
-    stuck = pd.concat([a, b])["did_not_train"].fillna(False).astype(bool) if len(a) + len(b) else pd.Series()
+    both = pd.concat([a, b])
+    stuck = both["did_not_train"].fillna(False).astype(bool) if "did_not_train" in both else pd.Series(dtype=bool)
     if stuck.any():
         why = f"{int(stuck.sum())} of {len(stuck)} runs never left chance accuracy"
         return {**finding(Verdict.DID_NOT_TRAIN, why, why=why), **sides, **spent}

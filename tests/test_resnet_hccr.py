@@ -214,7 +214,7 @@ def test_table1_judges_only_real_hwdb_runs():
     from hwrlib.summary import protocol
 
     def row(model, data, top1, top5, seed, **kw):
-        params = {"model": model, "dataset": data, "profile": "paper", **kw}
+        params = {"model": model, "dataset": data, "profile": "paper", "augmentation": "expand", **kw}
         return {"paper": "000", "model": model, "dataset": data, "profile": "paper", "seed": seed,
                 "final_test_acc": top1, "final_test_top5": top5, "protocol": protocol("000", params),
                 "did_not_train": False}

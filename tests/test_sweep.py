@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from hwrlib import sweep
+from hwrlib.baselines import BASELINES
 from hwrlib.experiments import P001Config, P002Config, P003Config, run_dirs
 from hwrlib.results import load_runs
 
@@ -57,7 +58,7 @@ def test_a_point_inside_a_larger_point_is_planned_once(tmp_path):
     planned = sweep.plan(NOTEBOOK_003, [grid, table1], str(tmp_path))
     assert [(p["params"]["lr"] if "lr" in p["params"] else "table1") for p in planned] == [0.5, "table1"]
     table1_dirs = run_dirs(P003Config.from_params(**table1, results_dir=str(tmp_path)))
-    assert len(table1_dirs) == 2 + 2 * 3 and planned[1]["out_dir"] == str(table1_dirs[0].path)
+    assert len(table1_dirs) == 2 + 2 * len(BASELINES) and planned[1]["out_dir"] == str(table1_dirs[0].path)
 
 
 def test_a_point_whose_comparison_runs_are_missing_is_run(tmp_path, monkeypatch):
