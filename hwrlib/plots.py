@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
@@ -91,3 +92,54 @@ def protocol_curves(runs, paper: str, profile: str = "paper"):
         return None
     h = load_metrics(sel).merge(sel[["run_id", "runs"]], on="run_id")
     return plot_history(h, hue="runs", title=f"{paper}: {profile} protocols, mean and 95% band over seeds")
+
+
+def forest(per: pd.DataFrame, title: str = ""):
+    """Every judged accuracy claim of a claims table (one paper's) as a row: what was measured against what is claimed,
+    in points, coloured by verdict (None if no such claim ran).
+
+    A metric claim: each seed's value minus the claim (dots), the mean with the interval a run of the protocol may
+    land in (widened by the tolerance: the claim is *not reproduced* outside it), and the claim's tolerance band
+    around 0. A comparison: each seed's paired difference and the 95 % interval of the mean difference; it holds when
+    the interval lies right of its margin (a tick at 0, or at the stated margin).
+    """
+    rows = [r for _, r in per.iterrows() if _forest_row(r) is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(11, 0.32 * len(rows) + 1.6), layout="constrained")
+    for y, r in enumerate(rows):
+        x = _forest_row(r)
+        colour = r["verdict"].colour
+        ax.axhspan(y - 0.45, y + 0.45, color=colour, zorder=0)
+        if x["band"]:
+            ax.plot([-x["band"], x["band"]], [y, y], color="black", lw=6, alpha=0.15, solid_capstyle="butt")
+        ax.plot([x["low"], x["high"]], [y, y], color="black", lw=1.4)
+        ax.plot(x["values"], [y] * len(x["values"]), "o", ms=3.5, color="tab:blue", alpha=0.7)
+        ax.plot([x["mean"]], [y], "D", ms=5, color="black")
+        ax.plot([x["mark"]], [y], "|", ms=14, mew=2, color="crimson")
+    ax.set_yticks(range(len(rows)), [f"{r['id'].split('.', 1)[1]} | {r['reading']}" for r in rows], fontsize=8)
+    seen = dict.fromkeys(r["verdict"] for r in rows)  # one legend entry per verdict shown, beside the plot
+    ax.legend(handles=[Patch(color=v.colour, label=v.label) for v in seen], loc="upper left", bbox_to_anchor=(1.01, 1),
+              frameon=False, fontsize=8, title="verdict")
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="points: metric claims, measured minus claimed; comparisons, A minus B (red tick: 0 or the "
+                  "claimed margin)", title=title)
+    return fig
+
+
+def _forest_row(r: pd.Series) -> dict | None:
+    """A claims-table row as forest coordinates in points, or None (not run, not an accuracy, a curve)."""
+    f, metric = r["finding"], str(r.get("metric", ""))
+    if (not f["n"] or not metric.endswith(("_acc", "_top5", "_error")) or r["kind"] not in ("metric", "comparison")
+            or r["verdict"] == "did not train"):  # its numbers measure no trained model
+        return None
+    if r["kind"] == "comparison":
+        if f["than_n"] == 0 or pd.isna(f["low"]):
+            return None
+        return {"values": 100 * f["values"], "mean": 100 * f["estimate"], "low": 100 * f["low"],
+                "high": 100 * f["high"], "band": 0.0, "mark": 100 * r["margin"]}
+    claimed = r["claimed_value"]
+    low, high = (f["low"], f["high"]) if not pd.isna(f["low"]) else (f["mean"], f["mean"])
+    return {"values": 100 * (f["values"] - claimed), "mean": 100 * (f["mean"] - claimed),
+            "low": 100 * (low - claimed), "high": 100 * (high - claimed), "band": 100 * f["delta"], "mark": 0.0}

@@ -209,7 +209,7 @@ def finding(judged: stats.Judgement | Verdict, measured: str = "", runs: pd.Data
     return {"verdict": j.verdict, "measured": measured, "n": 0, "than_n": 0, "mean": math.nan, "sd": math.nan,
             "than_mean": math.nan, "estimate": j.estimate, "low": j.low, "high": j.high, "delta": math.nan,
             "seeds_needed": j.seeds_needed, "method": j.method, "protocol": "", "than_protocol": "", "why": "",
-            **cost(runs), **fields}
+            "values": pd.Series(dtype=float), **cost(runs), **fields}
 
 
 def cost(runs: pd.DataFrame | None) -> dict[str, Any]:
@@ -325,11 +325,12 @@ def _measure(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
         return {**finding(Verdict.DID_NOT_TRAIN, why, why=why), **sides, **spent}
     if claim["kind"] == "metric":
         j = stats.judge_value(va, claim["claimed"], delta(claim), claim.get("claimed_runs", 1))
-        return {**finding(j, fmt_mean_sd(va, metric), delta=delta(claim)), **sides, **spent}
+        return {**finding(j, fmt_mean_sd(va, metric), delta=delta(claim), values=va), **sides, **spent}
     if claim["kind"] == "comparison":
         j = stats.judge_difference(va, vb, paired=True, margin=claim.get("margin", 0.0))
         measured = f"{fmt_mean_sd(va, metric)} vs {fmt_mean_sd(vb, metric)}"
-        return {**finding(j, measured), **sides, **spent}
+        paired = (va - vb).dropna() if set(va.index) == set(vb.index) else pd.Series(dtype=float)
+        return {**finding(j, measured, values=paired), **sides, **spent}
     # ratio: one ratio per seed both sides ran (the same seed's runs time the same data), judged as a value
     ratios = (va / vb).dropna()
     measured = (f"{fmt(ratios.mean())} ({fmt(va.mean())} / {fmt(vb.mean())})" if len(ratios) else
@@ -347,6 +348,7 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
     ``profile``: the profile ``runs`` were trained at (a notebook's): claims of another profile show those runs'
     numbers as an indication, with no verdict.
     """
+    check_claims()  # a claim no config can express stops here, named, before any verdict is made
     rows = []
     for c in load_claims(paper):
         if kinds and c["kind"] not in kinds:
@@ -354,7 +356,9 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
         for reading, rc in claim_readings(c):
             r = evaluate(rc, runs, profile)
             rows.append({"paper": c["paper"], "id": c["id"], "claim": c["text"], "reading": reading,
-                         "source": c["source"], **_shown(rc, r), "finding": r, "spent": r["spent"]})
+                         "source": c["source"], **_shown(rc, r), "finding": r, "spent": r["spent"],
+                         "kind": rc["kind"], "metric": rc.get("metric", ""), "margin": rc.get("margin", 0.0),
+                         "claimed_value": rc.get("claimed", math.nan)})
     return pd.DataFrame(rows)
 
 
@@ -431,10 +435,14 @@ def style_table(table: pd.DataFrame):
     return table.style.hide(axis="index").set_properties(**{"text-align": "left"})
 
 
+# columns of the claims and robust tables that carry data for code (figures, verdicts.csv), not for reading
+HIDDEN = ("id", "spent", "finding", "robust", "kind", "metric", "margin", "claimed_value")
+
+
 def style_verdicts(table: pd.DataFrame):
     """A claims or robust table for the notebooks: the verdict cell coloured by its verdict, text left-aligned."""
     kinds = table["robust"] if "robust" in table else table["verdict"]
-    shown = table.drop(columns=[c for c in ("id", "spent", "finding", "robust") if c in table])
+    shown = table.drop(columns=[c for c in HIDDEN if c in table])
     colours = pd.Series([f"background-color: {k.colour}" if isinstance(k, (Verdict, Robust)) else ""
                          for k in kinds], index=shown.index)
     # the claim keeps room to read; a long measured text (003's curve judges) wraps instead of squeezing it

@@ -21,8 +21,11 @@ def test_report_builds_from_records_alone(tmp_path):
     (tmp_path / "README.md").write_text("x\n<!-- report:headline -->\nold\n<!-- /report:headline -->\ny\n")
     out = report.write(str(tmp_path), tmp_path / "README.md")
     text = out.read_text()
-    assert "## Verdicts" in text and "The CNN reaches 99.31%" in text and "hidden500" in text
+    assert "## 002: Deep CNN" in text and "The CNN reaches 99.31%" in text and "hidden500" in text
+    # the answer first: the headline table, then each paper's forest plot before its tables
+    assert text.index("| paper") < text.index("## 001") < text.index("![002_forest]") < text.index("**The unstated")
     assert (tmp_path / report.FIGURES / "002_curves.png").exists()
+    assert (tmp_path / report.FIGURES / "002_forest.png").exists()
     assert "not yet run" in text and "make study-003" in text  # a paper without records says how to get them
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("x\n<!-- report:headline -->\n| paper") and readme.endswith("<!-- /report:headline -->\ny\n")
@@ -43,5 +46,5 @@ def test_gpu_only_rows_are_sized_in_cpu_hours_from_the_bench(tmp_path):
     assert "needs a GPU: about 10 CPU-hours on this CPU (3 x 20 epochs of resnet18 at the 100 images/s" in text
     # 004's schedule may stop early: 3 x 30 epochs x 60,000 images at 300 images/s is a bound of 5 hours
     assert "needs a GPU: up to 5 CPU-hours on this CPU (3 x 30 epochs of alexnet_mod at the 300 images/s" in text
-    # only the claims that name a GPU job: 002's ResNet-18 comparison, 004's five that need the AlexNet
-    assert text.count("needs a GPU") == 6
+    # each paper lists its GPU job once: 002's ResNet-18 runs and 004's AlexNet runs
+    assert text.count("needs a GPU") == 2
