@@ -57,7 +57,7 @@ class ExperimentConfig:
     ``train`` (or ``jobs``, for runs trained together)."""
     seed: int = 0
     device: str = "auto"
-    profile: str = "quick"
+    profile: str | None = None  # None: $HWR_PROFILE if set, else quick (an explicit profile always wins)
     data_dir: str | None = None
     results_dir: str | None = None
 
@@ -137,16 +137,18 @@ class ExperimentConfig:
 
     @classmethod
     def from_params(cls, **params: Any):
-        """Validate notebook parameters into a config; ``$HWR_PROFILE`` overrides ``profile`` (the test suite's smoke runs)."""
+        """Validate notebook parameters into a config; ``$HWR_PROFILE`` fills a profile nobody gave (the test suite's
+        smoke runs), never one given."""
         return cls.build(params, os.environ.get("HWR_PROFILE"))
 
     @classmethod
-    def build(cls, params: dict[str, Any], profile_override: str | None = None):
-        """Validate parameters into a config, the environment left out (a claim's protocol is built so)."""
+    def build(cls, params: dict[str, Any], profile_default: str | None = None):
+        """Validate parameters into a config; ``profile_default`` (else quick) is the profile when none is given
+        (a claim's protocol is built without the environment)."""
         unknown = sorted(set(params) - set(cls.field_names()))
         if unknown:
             raise ConfigError(unknown[0], f"unknown parameter; known ones: {', '.join(cls.field_names())}")
-        params = {**params, "profile": profile_override or params.get("profile", "quick")}
+        params = {**params, "profile": params.get("profile") or profile_default or "quick"}
         if params["profile"] not in cls.PROFILES:
             raise ConfigError("profile", f"must be one of {sorted(cls.PROFILES)}, got {params['profile']!r}")
         hints = typing.get_type_hints(cls)
@@ -180,6 +182,12 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and not 1 <= v <= limit:
                 raise ConfigError(name, f"must be between 1 and {limit} (or None for all), got {v!r}")
+
+    def batch_fits(self, images: int, what: str) -> None:
+        """A mini-batch no larger than the set it is drawn from (else a run would record a batch size that never
+        happened)."""
+        if getattr(self, "batch_size", None) is not None and self.batch_size > images:
+            raise ConfigError("batch_size", f"must be at most the {images:,} images of {what}, got {self.batch_size:,}")
 
     def check_models(self) -> None:
         """``model`` and each of ``compare_models`` are registered models."""

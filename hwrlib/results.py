@@ -33,11 +33,19 @@ NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "results_dir"})
 SEED_FIELDS = frozenset({"seed", "data_seed", "seed_group"})
 
 
+class ResultsWriteError(OSError):
+    """A record could not be written (a full disk, a read-only or missing folder); the message names the file and
+    the fix, and nothing half-written is left."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -45,9 +53,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
+
+
+def _write_error(path: Path, e: OSError) -> ResultsWriteError:
+    return ResultsWriteError(e.errno, f"cannot write {path}: {e.strerror or e}. Give the run a writable folder with "
+                                      "free space (results_dir, or $HWR_RESULTS_DIR), or free space there; nothing "
+                                      "half-written was kept")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -185,12 +201,14 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
                          for r in runs])
 
 
-def machine_record(t0: float, device, seed: int) -> dict[str, Any]:
-    """The fields of final.json that say where and with what a run ran (``t0``: its perf_counter start)."""
+def machine_record(t0: float, device, seed: int, optimizer=None) -> dict[str, Any]:
+    """The fields of final.json that say where and with what a run ran (``t0``: its perf_counter start); with the
+    run's ``optimizer``, whether its update ran the fused kernels (``HWR_FUSED``: they change the last digits)."""
     import torch
     from .train import device_name
+    kernels = {} if optimizer is None else {"fused_optimizer": bool(optimizer.defaults.get("fused"))}
     return {"wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
-            "num_threads": torch.get_num_threads(), "seed": seed, **environment()}
+            "num_threads": torch.get_num_threads(), "seed": seed, **kernels, **environment()}
 
 
 def final_record(history: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:

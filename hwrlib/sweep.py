@@ -104,6 +104,9 @@ def expand_grid(grid: dict[str, Any], config_cls: type) -> list[dict[str, Any]]:
             continue
         list_typed = (typing.get_origin(hints[key]) or hints[key]) is list
         expand = isinstance(value, list) and (not list_typed or (value and all(isinstance(v, list) for v in value)))
+        if expand and not value:  # an empty axis makes an empty sweep, which would "succeed" having run nothing
+            name = "seeds" if key == "seed" else key
+            raise ValueError(f"grid parameter {name!r} has no values ([]): give at least one, or leave it out")
         axes.append([((key, v),) for v in value] if expand else [((key, value),)])
     return [dict(kv for part in combo for kv in part) for combo in itertools.product(*axes)]
 

@@ -280,6 +280,16 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint's tensors and plain values (``weights_only``: loading one from a shared results folder runs no
+    code); a damaged or foreign file stops with one line naming it and the fix."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 (torch raises several kinds for a cut or foreign file)
+        raise RuntimeError(f"{path}: not a checkpoint this code can resume ({type(e).__name__}: {str(e).splitlines()[0]}"
+                           f"). Delete it to train the run from the start") from None
+
+
 class NonFiniteLoss(FloatingPointError):
     """Training produced a NaN or infinite loss: the run stops and is never a result."""
 
@@ -326,7 +336,7 @@ def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device
     where = {"device": device.type, "num_threads": torch.get_num_threads(),
              "fused": bool(optimizer.defaults.get("fused"))}
     if ckpt and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = load_checkpoint(ckpt, device)
         saved = state.get("where", {**where, "fused": False})  # checkpoints before 'where' were per-tensor updates
         if saved != where:
             raise RuntimeError(f"{ckpt} was written with {saved}, this process has {where}: resuming would mix "

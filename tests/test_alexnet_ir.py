@@ -1,5 +1,6 @@
 """Paper 004: the two architectures, the paper's training schedule, the config, a run folder, the summary section."""
 import json
+import os
 
 import matplotlib
 import pandas as pd
@@ -151,6 +152,8 @@ def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tm
     assert final["best_val_test_acc"] == best["test_acc"] and final["best_val_loss"] == run.history["val_loss"].min()
     assert final["final_test_acc"] == run.history["test_acc"].iloc[-1]  # the last evaluation's, as everywhere
     assert final["git_commit"] and final["torch"] == torch.__version__ and final["mean_epoch_seconds"] > 0
+    # the optimizer's kernels are recorded: Adam on CPU float parameters runs fused unless HWR_FUSED=0
+    assert final["fused_optimizer"] is (os.environ.get("HWR_FUSED", "1") != "0")
     runs = load_runs()
     assert len(runs) == 1 and runs.iloc[0]["model"] == "alexnet_ir" and runs.iloc[0]["val_size"] == 64
     again = run_experiment(P004Config.from_params(profile="smoke", compare_models=[], num_epochs=2,

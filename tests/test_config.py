@@ -41,10 +41,13 @@ def test_profiles_fill_unset_fields(monkeypatch):
     assert P002Config.from_params(lr=1).lr == 1.0  # ints are fine where floats are asked
 
 
-def test_env_profile_overrides(monkeypatch):
+def test_env_profile_fills_only_a_profile_nobody_gave(monkeypatch):
     monkeypatch.setenv("HWR_PROFILE", "smoke")
-    cfg = P002Config.from_params(profile="paper")
+    assert P002Config.from_params(profile="paper").profile == "paper"  # papermill -p profile paper: explicit wins
+    cfg = P002Config.from_params()  # the notebook's default (None): the environment's, the test suite's smoke
     assert cfg.profile == "smoke" and cfg.train_size == 512
+    monkeypatch.delenv("HWR_PROFILE")
+    assert P002Config.from_params(profile=None).profile == "quick"
 
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("00*.ipynb"))
@@ -96,3 +99,13 @@ def test_papermill_help_shows_every_parameter_with_its_type(path):
     shown = papermill.inspect_notebook(str(path))
     assert sorted(shown) == sorted(_parameters_cell(path))  # a '=' in a comment hides a parameter from papermill
     assert all(p["inferred_type_name"] not in ("None", "") and p["help"] for p in shown.values()), shown
+
+
+@pytest.mark.parametrize("paper,params", [("001", {"batch_size": 70_000}), ("002", {"batch_size": 100_000}),
+                                          ("002", {"profile": "paper", "train_size": 500, "batch_size": 501}),
+                                          ("004", {"profile": "paper", "batch_size": 50_001})])
+def test_a_batch_larger_than_the_training_set_is_named(paper, params, monkeypatch):
+    from hwrlib.experiments import create_experiment
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    with pytest.raises(ConfigError, match="'batch_size': must be at most the [0-9,]+ images of the training set"):
+        create_experiment(paper, **params)

@@ -230,3 +230,10 @@ def test_table1_judges_only_real_hwdb_runs():
     assert t.loc[("ResNet", "CASIA-HWDB1.1"), "verdict"] == "not reproduced"
     assert t.loc[("Inception", "CASIA-HWDB1.1"), "verdict"] == "not yet run"
     assert t.loc[("Improved residual model", "synth-hwdb (SYNTHETIC)"), "verdict"] == "not comparable (SYNTHETIC data)"
+
+
+def test_a_batch_larger_than_the_training_set_is_named_before_training(results_tmp):
+    from hwrlib.config import ConfigError
+    cfg = _smoke(results_tmp, batch_size=10**6)
+    with pytest.raises(ConfigError, match="'batch_size': must be at most the [0-9,]+ images of this training set"):
+        make_loaders(cfg, *load_data(cfg), torch.device("cpu"))

@@ -142,3 +142,22 @@ def test_damaged_records_are_listed_and_skipped(tmp_path, capsys):
     from hwrlib.summary import damaged_table, robust_table
     assert len(robust_table(frame)) > 10  # the summary still builds from the intact ones
     assert list(damaged_table(frame)["record"]) == [str(r) for r in runs[:4]]
+
+
+def test_a_full_disk_or_unwritable_folder_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from hwrlib.results import ResultsWriteError, atomic_write_text
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ResultsWriteError, match="cannot write .*a_file/run/config.yaml.*writable folder"):
+        atomic_write_text(blocker / "run" / "config.yaml", "x")  # its folder cannot exist
+    folder = tmp_path / "run"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(ResultsWriteError, match="No space left on device.*free space"):
+        atomic_write_text(folder / "config.yaml", "x")
+    assert list(folder.iterdir()) == []  # no config.yaml, no temp file

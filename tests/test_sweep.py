@@ -135,6 +135,14 @@ def test_grid_yaml_error_names_file_line_and_column(tmp_path, capsys):
     assert f"hwr-sweep: {grid}:3:3: not valid YAML" in capsys.readouterr().err
 
 
+def test_an_empty_grid_axis_stops_the_sweep_naming_it(tmp_path, capsys):
+    grid = tmp_path / "empty.yaml"
+    grid.write_text("profile: smoke\nseeds: []\n")
+    assert sweep.main([NOTEBOOK, str(grid), "--dry-run"]) == 2  # not "0 done, 0 skipped, 0 failed" and exit 0
+    assert "hwr-sweep: grid parameter 'seeds' has no values ([])" in capsys.readouterr().err
+    assert len(sweep.expand_grid({"compare_models": []}, P002Config)) == 1  # an empty list *value* is one value
+
+
 def _notebook(path: Path, *cells: str) -> str:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("out = None", metadata={"tags": ["parameters"]}),
                                          *map(nbformat.v4.new_code_cell, cells)])

@@ -166,3 +166,17 @@ def test_a_missing_device_stops_the_validation_cell(monkeypatch):
     with pytest.raises(ConfigError, match="CUDA is not available") as e:
         P002Config.from_notebook(namespace)
     assert e.value.name == "device"
+
+
+def test_a_damaged_or_foreign_checkpoint_is_named_and_runs_no_code(mnist_ready, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"not a checkpoint")  # cut or overwritten
+    with pytest.raises(RuntimeError, match="checkpoint.pt: not a checkpoint this code can resume.*Delete it"):
+        _fit(epochs=1, name="lenet5", ckpt=ckpt)
+
+    class Payload:  # a pickled object would run code on load if checkpoints were unpickled in full
+        def __reduce__(self):
+            return (print, ("ran",))
+    torch.save({"model": Payload()}, ckpt)
+    with pytest.raises(RuntimeError, match="not a checkpoint this code can resume"):
+        _fit(epochs=1, name="lenet5", ckpt=ckpt)

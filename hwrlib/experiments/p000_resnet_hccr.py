@@ -217,6 +217,7 @@ def make_loaders(cfg: P000Config, train: HWDBCache, test: HWDBCache, device: tor
     tr, va = train_val_split(train, VAL_FRACTION, seed=cfg.seed)
     if keep is not None:
         tr, va = (idx[(train.labels[idx] < cfg.num_classes)] for idx in (tr, va))
+    cfg.batch_fits(len(tr), f"this training set ({cfg.dataset}, {cfg.num_classes or 'all'} classes)")
     kw = {"device": device, "channels_last": True}
     expand = EXPAND if cfg.augmentation == "expand" else 1
     return (HWDBLoader(train, tr, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment(), expand=expand,
@@ -226,7 +227,7 @@ def make_loaders(cfg: P000Config, train: HWDBCache, test: HWDBCache, device: tor
 
 
 def _final(cfg: P000Config, history: list[dict], loaders: dict, train_loader, num_params: int, num_classes: int,
-           device: torch.device, t0: float) -> dict[str, Any]:
+           device: torch.device, t0: float, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     evals = pd.DataFrame(history)
     last, best = evals.iloc[-1], evals.loc[evals["val_acc"].idxmax()]
     scalars = {k: float(last[k]) for k in evals if k == "prod_a" or k.startswith("a_")}
@@ -238,7 +239,7 @@ def _final(cfg: P000Config, history: list[dict], loaders: dict, train_loader, nu
         num_train=len(train_loader.indices), num_val=len(loaders["val"].indices),
         num_test=len(loaders["test"].indices), num_downscaled=train_loader.num_downscaled, dataset=cfg.dataset,
         dataset_note=SYNTH_NOTE if cfg.dataset == "synth" else "CASIA-HWDB1.1",
-        **results.machine_record(t0, device, cfg.seed))
+        **results.machine_record(t0, device, cfg.seed, optimizer))
 
 
 def train_model(cfg: P000Config, progress: bool = True) -> None:
@@ -269,4 +270,4 @@ def train_model(cfg: P000Config, progress: bool = True) -> None:
                      lr_at=lr_schedule(cfg.lr_schedule, cfg.lr, num_steps), trace=trace_scalars,
                      checkpoint=rd.checkpoint, on_eval=write, seed=cfg.seed, progress=progress,
                      desc=f"000 {cfg.model} pw{cfg.prod_weight:g}")
-    rd.write_final(_final(cfg, history, loaders, train_loader, num_params, num_classes, device, t0))
+    rd.write_final(_final(cfg, history, loaders, train_loader, num_params, num_classes, device, t0, opt))

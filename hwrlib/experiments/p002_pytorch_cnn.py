@@ -50,6 +50,9 @@ class MnistCNNConfig(ExperimentConfig):
         if not 0 <= self.momentum < 1:
             raise ConfigError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         self.check_sizes({"train_size": 60_000, "compare_train_size": 60_000, "test_size": 10_000})
+        self.batch_fits(self.train_size or 60_000, "the training set (train_size)")
+        if self.compare_models:
+            self.batch_fits(self.compare_train_size or 60_000, "the comparison models' training set (compare_train_size)")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of this run's model beyond its name."""
@@ -113,4 +116,4 @@ def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:
                      checkpoint=rd.checkpoint, on_eval=write, seed=cfg.seed, progress=progress,
                      desc=f"{cfg.paper} {cfg.model}")
     rd.write_final(results.final_record(history, num_params=num_params, num_train=len(y), num_test=len(yt),
-                                        **results.machine_record(t0, device, cfg.seed)))
+                                        **results.machine_record(t0, device, cfg.seed, optimizer)))

@@ -76,6 +76,8 @@ class P004Config(ExperimentConfig):
         one_of("conv3_padding", self.conv3_padding, CONV3_PADDING)
         one_of("train_split", self.train_split, TRAIN_SPLITS)
         self.check_sizes({**SPLIT_SIZES, "train_size": 60_000} if self.train_split == "60k_val_test" else SPLIT_SIZES)
+        self.batch_fits(self.train_size or (60_000 if self.train_split == "60k_val_test" else 50_000),
+                        "the training set (train_size)")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of this run's model beyond its name."""
@@ -129,4 +131,4 @@ def train_model(cfg: P004Config, progress: bool = True) -> None:
         best_val_epoch=plateau.best_epoch, best_val_loss=plateau.best_loss, stopped_early=plateau.stopped,
         final_lr=optimizer.param_groups[0]["lr"], num_params=num_params, num_train=len(data["train"].labels),
         num_val=len(data["val"].labels), num_test=len(data["test"].labels),
-        **results.machine_record(t0, device, cfg.seed)))
+        **results.machine_record(t0, device, cfg.seed, optimizer)))
