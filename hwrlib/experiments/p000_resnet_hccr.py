@@ -58,7 +58,7 @@ class P000Config(ExperimentConfig):
     width: float | None = None
     num_steps: int | None = None
     num_epochs: int | None = None
-    batch_size: int = 64
+    batch_size: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.1
     lr_schedule: str = "cosine"
@@ -77,14 +77,17 @@ class P000Config(ExperimentConfig):
     NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"prod_demo", "data_dir", "hwdb_dir", "results_dir"})
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         # Table 1 reports s = 600,000 steps; the full-size network; evaluation every 5,000 steps
-        "paper": {"width": 1.0, "num_steps": 600_000, "eval_every": 5000, "log_every": 100},
+        "paper": {"width": 1.0, "num_steps": 600_000, "eval_every": 5000, "log_every": 100, "batch_size": 64},
         # 100 classes x 40 writers of synth-hwdb; a 1/8-width network (CPU minutes)
-        "quick": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_epochs": 5, "log_every": 1},
+        "quick": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_epochs": 5, "log_every": 1,
+                  "batch_size": 64},
         # the committed SYNTHETIC study (make study-000-readings): quick's set and width at a fixed 225-step budget
         # (quick's 5 epochs), so that the expand reading trains on more distinct images, not for longer
-        "study": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_steps": 225, "log_every": 1},
+        "study": {"num_classes": 100, "synth_writers": 40, "width": 0.125, "num_steps": 225, "log_every": 1,
+                  "batch_size": 64},
+        # its ~30 training images take batches of 16 (64 would be a batch size that never happened)
         "smoke": {"num_classes": 10, "synth_writers": 4, "width": 0.125, "num_steps": 4, "eval_every": 2,
-                  "log_every": 1},
+                  "log_every": 1, "batch_size": 16},
     }
 
     @classmethod
