@@ -124,7 +124,7 @@ def measure_hwrlib(x: torch.Tensor, y: torch.Tensor, batch_size: int, n_warm: in
     model, opt = fresh_model()
     cpu = torch.device("cpu")
     model = prepare_model(model, cpu)  # exactly what hwrlib's training does: channels_last layout
-    # no progress bar by default: train_epoch only draws one when given ``bar``
+    # train_epoch draws no progress bar: the timed pass is the training steps alone
     warm = TensorLoader(x[:n_warm], y[:n_warm], batch_size, shuffle=True, seed=SEED, channels_last=True)
     train_epoch(model, warm, opt, cpu)
     loader = TensorLoader(x, y, batch_size, shuffle=True, seed=SEED, channels_last=True)

@@ -18,18 +18,16 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; set before pyplot is imported anywhere below
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from . import paths  # noqa: E402
-from .experiments import p000_figures, p002_figures, p003_figures, p004_figures  # noqa: E402
-from .plots import forest, protocol_curves  # noqa: E402
-from .results import load_runs  # noqa: E402
-from .summary import (claims_table, damaged_table, load_claims, robust_table,  # noqa: E402
+from . import paths
+from .experiments import p000_figures, p002_figures, p003_figures, p004_figures
+from .plots import forest, protocol_curves
+from .results import load_runs
+from .summary import (claims_table, damaged_table, load_claims, robust_table,
                       verdict_frame)
-from .verdict import Robust, Verdict  # noqa: E402
+from .verdict import Robust, Verdict
 
 FIGURES = "report-figures"
 VERDICTS = "verdicts.csv"
@@ -284,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--diff", metavar="OLD_CSV", help="after writing, list every verdict that differs from OLD_CSV "
                     "(a verdicts.csv of an earlier commit: git show REV:results/verdicts.csv)")
     args = ap.parse_args(argv)
+    matplotlib.use("Agg")  # the command line writes files only; an importer keeps its own backend
     out = write(args.results_dir, args.readme)
     print(f"report: {out}")
     if args.diff:

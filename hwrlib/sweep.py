@@ -1,6 +1,6 @@
 """hwr-sweep: run a notebook over a YAML grid of parameters with papermill, on Dask.
 
-    hwr-sweep notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_seeds.yaml --workers 2
+    hwr-sweep notebooks/002_pytorch_cnn_mnist.ipynb sweeps/002_paper.yaml --workers 2
     hwr-sweep NOTEBOOK GRID [GRID ...] --scheduler tcp://10.0.0.5:8786    # an existing Dask cluster
 
 A grid is a YAML mapping of notebook parameters. A list expands into one point per

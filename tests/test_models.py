@@ -98,7 +98,7 @@ def test_every_model_has_an_expected_count():
 def test_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=7)
-    # 28x28 for all: the 000 networks end in global pooling, and tests/test_resnet_hccr.py runs them at 108x108
+    # 28x28 for all: the 000 networks end in global pooling, and tests/test_p000_resnet_hccr.py runs them at 108x108
     x = torch.randn(4, 1, 28, 28)
     out = model(x)
     assert out.shape == (4, 7)

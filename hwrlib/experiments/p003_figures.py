@@ -6,7 +6,7 @@ difference's 95 % interval (:func:`hwrlib.stats.judge_difference`): it holds abo
 
 The paper's x-axis is "iterations" (迭代次数) without saying whether one is a mini-batch update or a
 pass over the 2,000 images. Every figure can be drawn against either (``x="epoch"`` or
-``x="iteration"``), and each claim is judged under the reading its own text supports (see
+``x="step"``), and each claim is judged under the reading its own text supports (see
 :data:`READINGS`); the other reading is reported beside it.
 """
 from __future__ import annotations
