@@ -74,9 +74,10 @@ def judge_value(values: Sequence[float], claimed: float, delta: float, claimed_r
     * **inconclusive** otherwise, and with a single run (no spread to judge by), unless ``s`` is 0 (a deterministic
       quantity, judged by ``delta`` alone).
 
-    Calibration (``tests/test_stats.py``, 20,000 simulated draws of 5 seeds from N(0, 1), delta 0): a claim drawn
-    from the protocol's own distribution is judged reproduced in 59 % of draws and not reproduced in 5.1 % (the
-    prediction interval's 5 %); a claim delta + 3 sd away is judged not reproduced in 56 % and reproduced in 0.01 %.
+    Calibration (``tests/test_stats.py``, 20,000 simulated draws of 5 seeds from N(0, 1)): a claim drawn from the
+    protocol's own distribution (delta 0) is judged reproduced in 59 % of draws and not reproduced in 5.1 % (the
+    prediction interval's 5 %); a claim delta + 3 sd away (delta 0.5) is judged not reproduced in 56 % and reproduced
+    in 0.01 %.
     """
     v = np.asarray(values, dtype=float)
     n = len(v)
