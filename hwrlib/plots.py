@@ -82,8 +82,6 @@ CURVES = {"002": {"CNN, linear head": {"model": "pytorch_cnn", "head": "linear"}
 def protocol_curves(runs, paper: str, profile: str = "paper"):
     """Test curves of 001's or 002's protocols at ``profile``, one line per protocol (never two pooled); None
     without runs."""
-    import pandas as pd
-
     from .results import load_metrics
     from .summary import protocol_runs
     sel = pd.concat([protocol_runs(runs, paper, {"profile": profile, **fields}).assign(runs=label)
@@ -103,12 +101,12 @@ def forest(per: pd.DataFrame, title: str = ""):
     around 0. A comparison: each seed's paired difference and the 95 % interval of the mean difference; it holds when
     the interval lies right of its margin (a tick at 0, or at the stated margin).
     """
-    rows = [r for _, r in per.iterrows() if _forest_row(r) is not None]
-    if not rows:
+    drawn = [(r, x) for _, r in per.iterrows() if (x := _forest_row(r)) is not None]
+    if not drawn:
         return None
+    rows = [r for r, _ in drawn]
     fig, ax = plt.subplots(figsize=(11, 0.32 * len(rows) + 1.6), layout="constrained")
-    for y, r in enumerate(rows):
-        x = _forest_row(r)
+    for y, (r, x) in enumerate(drawn):
         colour = r["verdict"].colour
         ax.axhspan(y - 0.45, y + 0.45, color=colour, zorder=0)
         if x["band"]:

@@ -101,10 +101,6 @@ def _save(figs: dict, folder: Path) -> list[str]:
     return names
 
 
-def _save_named(figs: dict, folder: Path) -> list[str]:
-    return _save(figs, folder) if figs else []
-
-
 def _images(names: list[str]) -> str:
     return "\n\n".join(f"![{n}]({FIGURES}/{n}.png)" for n in names) if names else "_no figure: no runs yet_"
 
@@ -156,7 +152,7 @@ def _paper_section(paper: str, per: pd.DataFrame, robust: pd.DataFrame, figures:
             _details("Each claim under each reading", detail)
             + ("\n\n" + _details("How to produce the runs not yet run", "\n".join(f"- {t}" for t in todo))
                if todo else ""),
-            *extra, _images(_save_named(figures, folder))]
+            *extra, _images(_save(figures, folder))]
 
 
 def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:

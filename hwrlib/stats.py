@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -146,6 +146,18 @@ def judge_difference(a: pd.Series, b: pd.Series, paired: bool = False, margin: f
         needed = next((N for N in range(max(len(a), len(b)) + 1, MAX_SEEDS + 1)
                        if half_at(N) < abs(est - margin)), None)
     return Judgement(verdict, est, float(low), float(high), needed, method)
+
+
+def judge_above(values: pd.Series, level: float) -> Judgement:
+    """Does the mean of ``values`` (one per seed) exceed ``level``? The one-sample case of :func:`judge_difference`
+    (each seed's value minus the level, a t interval)."""
+    return judge_difference(values, values * 0 + level, paired=True)
+
+
+def opposite(j: Judgement) -> Judgement:
+    """The judgement of a claim that says the reverse ("no gain", "no rise"): reproduced and not reproduced swap."""
+    swap = {Verdict.REPRODUCED: Verdict.NOT_REPRODUCED, Verdict.NOT_REPRODUCED: Verdict.REPRODUCED}
+    return replace(j, verdict=swap.get(j.verdict, j.verdict))
 
 
 def combine(parts: Sequence[Judgement]) -> Judgement:

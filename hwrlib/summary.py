@@ -238,16 +238,14 @@ def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     lowest (whole epochs); ``final_test_error`` / ``final_test_top5_error``: 1 - the accuracy where not recorded."""
     if runs.empty:
         return pd.Series(dtype=float)
-    if metric == "peak_mean_test_acc":
+    if metric in ("peak_mean_test_acc", "test_error_rise"):
         if "run_path" not in runs:  # rows without their folders (made-up tables): no curve to read
             return pd.Series(dtype=float)
         h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
+    if metric == "peak_mean_test_acc":
         curve = h[h["step"] > 0].pivot_table(index="epoch", columns="seed", values="test_acc").dropna()
         return curve.loc[curve.mean(axis=1).idxmax()] if not curve.empty else pd.Series(dtype=float)
     if metric == "test_error_rise":  # final minus lowest test error over the whole-epoch evaluations (overfitting)
-        if "run_path" not in runs:
-            return pd.Series(dtype=float)
-        h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
         whole = h[(h["step"] > 0) & np.isclose(h["epoch"], h["epoch"].round())]
         g = whole.groupby("seed")["test_acc"]
         return (g.max() - g.last()).astype(float)

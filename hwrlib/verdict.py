@@ -9,7 +9,19 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Verdict(str, Enum):
+class _Shown(str, Enum):
+    """A verdict as text (it equals its label, so tables, CSV files and tests compare it as text), mark and colour."""
+
+    def __new__(cls, label: str, mark: str, colour: str):
+        obj = str.__new__(cls, label)
+        obj._value_, obj.label, obj.mark, obj.colour = label, label, mark, colour
+        return obj
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Verdict(_Shown):
     """A claim under one reading."""
     REPRODUCED = ("reproduced", "✅", "#c8e6c9")
     NOT_REPRODUCED = ("not reproduced", "❌", "#ffcdd2")
@@ -20,17 +32,8 @@ class Verdict(str, Enum):
     # a notebook's own run at another profile, set beside the claim: never a verdict
     INDICATION = ("indication only", "🔎", "#e3f2fd")
 
-    def __new__(cls, label: str, mark: str, colour: str):
-        # a str: it equals its label, so tables, CSV files and tests compare it as text
-        obj = str.__new__(cls, label)
-        obj._value_, obj.label, obj.mark, obj.colour = label, label, mark, colour
-        return obj
 
-    def __str__(self) -> str:
-        return self.label
-
-
-class Robust(str, Enum):
+class Robust(_Shown):
     """A claim over all its readings (a claim with one reading reads *holds* / *fails*)."""
     HOLDS = ("holds under every reading", "✅", "#c8e6c9")
     HOLDS_WHERE_JUDGED = ("holds where judged", "🟢", "#dcedc8")
@@ -41,14 +44,6 @@ class Robust(str, Enum):
     DID_NOT_TRAIN = ("did not train", "⛔", "#e0e0e0")
     NOT_YET_RUN = ("not yet run", "⏳", "#eeeeee")
 
-    def __new__(cls, label: str, mark: str, colour: str):
-        # a str: it equals its label, so tables, CSV files and tests compare it as text
-        obj = str.__new__(cls, label)
-        obj._value_, obj.label, obj.mark, obj.colour = label, label, mark, colour
-        return obj
-
-    def __str__(self) -> str:
-        return self.label
 
     def text(self, verdicts: dict[str, Verdict]) -> str:
         """The label with what it rests on: which readings hold and fail, how many are open."""

@@ -8,7 +8,7 @@ import pandas as pd
 
 from pathlib import Path
 
-from ..stats import combine, judge_difference
+from ..stats import combine, judge_above, opposite
 from ..summary import finding, load_claims, protocol_runs
 from ..verdict import Verdict
 
@@ -42,8 +42,7 @@ def judge_loss_flat(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
         return finding(Verdict.INCONCLUSIVE if len(sel) else Verdict.NOT_YET_RUN, why, sel, n=len(sel), why=why)
     flat = pd.Series([flat_from(pd.read_csv(Path(p) / "steps.csv")) for p in logged["run_path"]],
                      index=logged["seed"].to_numpy())
-    lo, hi = (flat * 0 + v for v in ABOUT)
-    j = combine([judge_difference(flat, lo, paired=True), judge_difference(hi, flat, paired=True)])
+    j = combine([judge_above(flat, ABOUT[0]), opposite(judge_above(flat, ABOUT[1]))])
     text = (f"flat from update {flat.mean():,.0f} (seeds: {', '.join(f'{v:,.0f}' for v in flat)}); "
             f"'about 3,000' read as {ABOUT[0]:,}-{ABOUT[1]:,}")
     return finding(j, text, logged, n=len(flat))

@@ -19,10 +19,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from dataclasses import replace
-
 from ..results import load_metrics
-from ..stats import Judgement, combine, judge_difference, tolerance
+from ..stats import Judgement, combine, judge_above, judge_difference, opposite, tolerance
 from ..summary import finding, fmt_mean_sd, protocol_runs
 from ..verdict import Verdict
 
@@ -233,7 +231,7 @@ def judge_over_90(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     h = h[h["setting"] == "50"]
     at = {x: h[h[x] <= 30].groupby("run_id")["test_acc"].last() * 100 for x in READINGS}
     per = by_setting(h, at[_x(claim)])["50"]
-    j = judge_difference(per, per * 0 + 90.0, paired=True)
+    j = judge_above(per, 90.0)
     text = (f"after 30 epochs: {at['epoch'].mean():.1f} %; after 30 updates: {at['step'].mean():.1f} %; "
             f"minus 90 % (95 % CI): {j.estimate:+.1f} [{j.low:+.1f}, {j.high:+.1f}] points")
     return finding(j, text, sel[sel["batch_size"] == 50], n=len(per))
@@ -311,8 +309,7 @@ def judge_larger_net_no_gain(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     final = by_setting(h, h.groupby("run_id")["test_error"].last() * 100)
     visible = 100 * tolerance(final["6-12"].mean() / 100, 0.0, int(sel["test_size"].iloc[0]))
     gain = judge_difference(final["6-12"], final["10-16"], paired=True, margin=visible)
-    flipped = {Verdict.REPRODUCED: Verdict.NOT_REPRODUCED, Verdict.NOT_REPRODUCED: Verdict.REPRODUCED}
-    j = replace(gain, verdict=flipped.get(gain.verdict, gain.verdict))
+    j = opposite(gain)
     text = (f"final test error: 6-12 {final['6-12'].mean():.2f} %, 10-16 {final['10-16'].mean():.2f} %; gain of 10-16 "
             f"(95 % CI): {gain.estimate:+.2f} [{gain.low:+.2f}, {gain.high:+.2f}] points, visible from {visible:.2f}")
     return finding(j, text, sel, n=h["seed"].nunique())
@@ -328,9 +325,8 @@ def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     whole = h[np.isclose(h["epoch"], h["epoch"].round())]
     g = whole.groupby("run_id")["test_error"]
     rise = by_setting(h, (g.last() - g.min()) * 100)["default"]
-    over = judge_difference(rise, rise * 0 + 1.0, paired=True)
-    flipped = {Verdict.REPRODUCED: Verdict.NOT_REPRODUCED, Verdict.NOT_REPRODUCED: Verdict.REPRODUCED}
-    j = replace(over, verdict=flipped.get(over.verdict, over.verdict))
+    over = judge_above(rise, 1.0)
+    j = opposite(over)
     text = (f"final minus lowest test error: {rise.mean():.2f} ± {rise.std(ddof=1):.2f} points (lambda "
             f"{_where(claim).get('weight_decay', 0):g}); minus 1 point (95 % CI): [{over.low:+.2f}, {over.high:+.2f}]")
     return finding(j, text, sel, n=len(rise))
