@@ -149,8 +149,17 @@ def test_make_lab_prints_its_url_and_serves_jupyterlab_on_localhost_only(lab: La
     assert _http("GET", f"{lab.base}/api/contents/{NOTEBOOK}")[0] == 403
     server = psutil.Process(lab.proc.pid)
     listening = {(c.laddr.ip, c.laddr.port) for p in [server, *server.children(recursive=True)]
-                 for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+                 for c in _connections(p) if c.status == psutil.CONN_LISTEN}
     assert {a for a in listening if a[1] == lab.port} == {("127.0.0.1", lab.port)}, listening
+
+
+def _connections(p: psutil.Process) -> list:
+    """A process's inet sockets; none for a short-lived child that exited after it was listed (seen under load in
+    CI: psutil.NoSuchProcess), since an exited process listens on nothing."""
+    try:
+        return p.net_connections("inet")
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _kernel_process(lab: Lab, kernel_id: str) -> psutil.Process:
