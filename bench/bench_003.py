@@ -33,7 +33,9 @@ import torch
 from bench_mnist import forward_flops, matmul_flops_per_s
 from hwrlib.data import TensorLoader
 from hwrlib.experiments import P003Config
-from hwrlib.experiments.p003_lenet_variant import Replicas, eval_schedule, load_subsets, make_sgd, score
+from hwrlib.data import GroupLoader
+from hwrlib.experiments.p003_lenet_variant import eval_schedule, load_subsets, make_replicas, make_sgd, score, \
+    train_step
 from hwrlib.models import create_model
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "003_lenet_variant_mnist.ipynb"
@@ -46,15 +48,15 @@ def images_per_second(x: torch.Tensor, y: torch.Tensor, batch_size: int, repeats
     With ``replicas`` > 1 the networks train side by side as one grouped network (as the sweeps train their
     5 seeds), each replica on the same images here.
     """
-    model = Replicas(P003Config.from_params(profile="paper", replicas=replicas), CPU)
+    model = make_replicas(P003Config.from_params(profile="paper", replicas=replicas), CPU)
     opt = make_sgd(model.net, 1.0, 0.0)
     loader = TensorLoader(x, y, batch_size, shuffle=True, channels_last=True)
     best = 0.0
     for r in range(repeats + 1):
         loader.set_epoch(r)
         t0 = time.perf_counter()
-        for xb, yb in model.batches([loader] * replicas):
-            model.update(opt, xb, yb)  # the losses stay on the device, as in the training loop
+        for xb, yb in GroupLoader([loader] * replicas):
+            train_step(model, opt, xb, yb)  # the losses stay on the device, as in the training loop
         if r:  # r == 0 warms up
             best = max(best, replicas * len(y) / (time.perf_counter() - t0))
     return best
@@ -79,8 +81,8 @@ def malloc_trim_ratio(batch_size: int = 50) -> float:
 
 def eval_seconds(xt: torch.Tensor, yt: torch.Tensor, replicas: int = 1, repeats: int = 5) -> float:
     """One scoring of the test images by ``replicas`` networks, batched as ``train_cnn`` batches it."""
-    model = Replicas(P003Config.from_params(profile="paper", replicas=replicas), CPU)
-    test = list(model.batches([TensorLoader(xt, yt, model.test_batch, channels_last=True)] * replicas))
+    model = make_replicas(P003Config.from_params(profile="paper", replicas=replicas), CPU)
+    test = list(GroupLoader([TensorLoader(xt, yt, model.test_batch, channels_last=True)] * replicas))
     score(model, test)
     t0 = time.perf_counter()
     for _ in range(repeats):

@@ -53,8 +53,8 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Base class: the fields every experiment has; subclasses declare theirs, ``paper``, ``PROFILES`` and
-    ``train`` (or ``jobs``, for runs trained together)."""
+    """Base class: the fields every experiment has; subclasses declare theirs, ``paper``, ``PROFILES`` and ``jobs``
+    (the runs a config plans and how each is trained)."""
     seed: int = 0
     device: str = "auto"
     profile: str | None = None  # None: $HWR_PROFILE if set, else quick (an explicit profile always wins)
@@ -96,6 +96,7 @@ class ExperimentConfig:
         missing = [k for k in known if k not in given]
         if missing:
             raise ConfigError(missing[0], "the notebook's parameters cell does not set it; add it there")
+        show_input_errors_briefly()
         cfg = cls.from_params(**{k: given[k] for k in known})
         cfg.check_device()
         return cfg
@@ -121,13 +122,9 @@ class ExperimentConfig:
         return RunDir(self.paper, self.record(), self.results_dir)
 
     def jobs(self) -> list:
-        """What :func:`hwrlib.experiments.registry.plan` plans: one job per run, trained by :meth:`train`."""
-        from .experiments.registry import Job
-        return [Job([c.run_dir()], c.train) for c in self.runs()]
-
-    def train(self, progress: bool = True) -> None:
-        """Train this run into its folder (resuming from its checkpoint)."""
-        raise NotImplementedError(f"{type(self).__name__} trains through jobs()")
+        """The one way an experiment declares its runs: the :class:`~hwrlib.experiments.registry.Job` list that
+        :func:`~hwrlib.experiments.registry.plan` plans (run folders, and the function that trains them)."""
+        raise NotImplementedError(f"{type(self).__name__} must declare its runs in jobs()")
 
     def for_model(self, model: str, **changes: Any):
         """This config for one of its models: fields that do not apply to ``model`` reset to their default."""
@@ -210,3 +207,32 @@ def one_of(name: str, value: Any, allowed: typing.Iterable[Any]) -> None:
     allowed = list(allowed)
     if value not in allowed:
         raise ConfigError(name, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def input_errors() -> tuple[type[Exception], ...]:
+    """hwrlib's errors about its input or its surroundings, whose message names the problem and the fix: a traceback
+    below it shows only hwrlib's insides."""
+    from .data import DataError
+    from .data.gnt import GNTError
+    from .results import DamagedRecord, ResultsWriteError
+    from .train import NonFiniteLoss
+    return ConfigError, DataError, GNTError, DamagedRecord, ResultsWriteError, NonFiniteLoss
+
+
+def show_input_errors_briefly(shell: Any = None) -> bool:
+    """In IPython (a notebook's kernel, or ``shell``), show :func:`input_errors` as ``Name: message`` instead of a
+    traceback wall; the cell still fails, so papermill and hwr-sweep still stop. False outside IPython."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+
+    def one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> None:
+        # the kernel's own way to show an error (an error output: name, message, and this one line as traceback)
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
+    shell.set_custom_exc(input_errors(), one_line)
+    return True

@@ -25,13 +25,13 @@ def show_digits(images: torch.Tensor, labels: torch.Tensor, n: int = 24, cols: i
     return fig
 
 
-def plot_history(history: pd.DataFrame, hue: str | None = None, claimed_acc: float | None = None,
+def plot_metrics(metrics: pd.DataFrame, hue: str | None = None, claimed_acc: float | None = None,
                  iters_per_epoch: int | None = None, title: str = ""):
     """Loss (train and test) and test accuracy per epoch; ``hue`` names a column that separates runs.
 
     With several rows per (hue, epoch), e.g. several seeds, seaborn draws the mean and a 95% band.
     """
-    h = history.copy()
+    h = metrics.copy()
     h["test_acc_pct"] = 100 * h["test_acc"]
     order = sorted(h[hue].unique()) if hue else None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
@@ -69,7 +69,7 @@ def plot_accuracy_bars(rows: pd.DataFrame, title: str = ""):
 
 def label_runs(runs: Sequence, key: str = "model") -> pd.DataFrame:
     """Concatenate the histories of :class:`~hwrlib.results.Run` objects, labelled by a config key."""
-    return pd.concat([r.history.assign(**{key: r.config[key]}) for r in runs], ignore_index=True)
+    return pd.concat([r.metrics.assign(**{key: r.config[key]}) for r in runs], ignore_index=True)
 
 
 # the protocols each 001 / 002 curve figure draws: label -> claims.yaml-style fields (the rest: the config's defaults)
@@ -89,7 +89,7 @@ def protocol_curves(runs, paper: str, profile: str = "paper"):
     if sel.empty:
         return None
     h = load_metrics(sel).merge(sel[["run_id", "runs"]], on="run_id")
-    return plot_history(h, hue="runs", title=f"{paper}: {profile} protocols, mean and 95% band over seeds")
+    return plot_metrics(h, hue="runs", title=f"{paper}: {profile} protocols, mean and 95% band over seeds")
 
 
 def forest(per: pd.DataFrame, title: str = ""):

@@ -12,7 +12,6 @@ run" with the command that produces it.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -22,59 +21,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import paths
-from .experiments import p000_figures, p002_figures, p003_figures, p004_figures
-from .plots import forest, protocol_curves
 from .results import load_runs
-from .summary import (claims_table, damaged_table, load_claims, robust_table,
-                      verdict_frame)
+from .sections import Folded, PaperView, paper_view, sections
+from .summary import claims_table, damaged_table, robust_table, verdict_frame
 from .verdict import Robust, Verdict
 
 FIGURES = "report-figures"
 VERDICTS = "verdicts.csv"
 HEADLINE = re.compile(r"(<!-- report:headline -->\n).*?(<!-- /report:headline -->)", re.S)
-# how to produce what a claim needs, by paper (shown beside "not yet run")
-COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs need the data (README)",
-            "001": "make paper (sweeps/001_paper.yaml, 001_readings.yaml)",
-            "002": "make paper (sweeps/002_paper.yaml, 002_readings.yaml); ResNet-18: add it to compare_models, a GPU job",
-            "003": "make study-003 study-003-readings",
-            "004": "make paper (sweeps/004_table2.yaml: the 60k reading, sweeps/004_paper.yaml: the 50k/10k one; "
-                   "hours per AlexNet seed on a CPU, minutes on a GPU)"}
-def bench_rates(results_dir: str | None = None) -> dict[str, float]:
-    """Training images/s per model at 1 thread, from ``make bench``'s table (``results/bench/``; empty if none)."""
-    path = paths.results_dir(results_dir) / "bench" / "models-1threads.json"
-    if not path.is_file():
-        return {}
-    return {r["model"]: r["images_per_second"] for r in json.loads(path.read_text())["rows"]}
-
-
-def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
-    """What a claim's GPU-only runs would take on this CPU: its paper-profile runs of ``job["model"]`` (epochs x
-    training images x ``job["seeds"]``) at the 1-thread rate ``make bench`` measured; an upper bound where the
-    profile stops early."""
-    from .experiments import create_experiment
-    cfg = create_experiment(paper, profile="paper", model=job["model"])
-    images = cfg.num_epochs * (cfg.train_size or 60_000) * job["seeds"]
-    rate = rates.get(job["model"])
-    if rate is None:
-        return f"needs a GPU ({job['seeds']} x {cfg.num_epochs} epochs of {job['model']}; `make bench` sizes it on a CPU)"
-    bound = "up to" if getattr(cfg, "early_stop_patience", None) else "about"  # early stopping may end it sooner
-    return (f"needs a GPU: {bound} {images / rate / 3600:.0f} CPU-hours on this CPU ({job['seeds']} x {cfg.num_epochs} "
-            f"epochs of {job['model']} at the {rate:.0f} images/s `make bench` measured at 1 thread)")
-
-
-def commands(robust: pd.DataFrame, per: pd.DataFrame, results_dir: str | None = None) -> pd.Series:
-    """Beside each claim with a reading not yet run, how to produce its runs (and, for a GPU job, what it costs on
-    this CPU)."""
-    jobs = {c["id"]: c["gpu_job"] for c in load_claims() if "gpu_job" in c}
-    unrun = set(per.loc[per["verdict"].map(lambda v: v is Verdict.NOT_YET_RUN), "id"])
-    rates = bench_rates(results_dir)
-    out = []
-    for cid, paper in zip(robust["id"], robust["paper"]):
-        hint = gpu_job_hint(jobs[cid], paper, rates) + "; " if cid in jobs else ""
-        out.append(hint + COMMANDS[paper] if cid in unrun else "")
-    return pd.Series(out, index=robust.index)
-
-
 def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True) if not frame.empty else "_none_"
 
@@ -105,11 +59,6 @@ def _images(names: list[str]) -> str:
     return "\n\n".join(f"![{n}]({FIGURES}/{n}.png)" for n in names) if names else "_no figure: no runs yet_"
 
 
-TITLES = {"001": "Residual networks for handwriting recognition (blog article)",
-          "002": "Deep CNN for handwritten digits in PyTorch",
-          "003": "Improved LeNet-5 (sigmoid/MSE) on 2,000/1,000 MNIST subsets",
-          "004": "Improved AlexNet with an Inception-ResNet block",
-          "000": "Improved deep residual network for offline HCCR (CASIA-HWDB1.1)"}
 RULES = ("How to read it: each claim is judged under every plausible reading of its paper (hwrlib/claims.yaml, with the "
          "sentence behind each), from the runs of exactly the protocol it names. A number is *reproduced* when it "
          "lies within what one run of the protocol gives and the protocol's mean is shown to lie within the tolerance "
@@ -119,40 +68,25 @@ RULES = ("How to read it: each claim is judged under every plausible reading of 
          "is claimed. Every number behind a verdict is in `results/verdicts.csv`.")
 
 
-def _compact(robust: pd.DataFrame, per: pd.DataFrame, paper: str) -> pd.DataFrame:
-    """A paper's claims, one row each: claimed, what each reading measured, the robust verdict, runs, cost."""
-    rows = []
-    for _, r in robust[robust["paper"] == paper].iterrows():
-        g = per[per["id"] == r["id"]]
-        ran = g[g["verdict"] != Verdict.NOT_YET_RUN]
-        measured = "<br>".join(f"{x['reading']}: {x['measured']}" if len(g) > 1 else x["measured"]
-                               for _, x in ran.iterrows()) or "not yet run"
-        n = ", ".join(dict.fromkeys(str(x) for x in ran["n"] if str(x))) or "0"
-        rows.append({"claim": r["claim"], "claimed": r["claimed"], "measured": measured,
-                     "verdict": f"{r['robust'].mark} {r['verdict']}", "n": n, "cost": r["cost"]})
-    return pd.DataFrame(rows)
-
-
 def _details(summary: str, body: str) -> str:
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
 
 
-def _paper_section(paper: str, per: pd.DataFrame, robust: pd.DataFrame, figures: dict, extra: list[str],
-                   commands_: pd.Series, folder: Path) -> list[str]:
-    """One paper: its forest plot, its claims table, the per-reading detail and commands folded, then its figures."""
-    mine = per[per["paper"] == paper]
-    forest_fig = forest(mine, f"{paper}: every judged accuracy claim against what the paper states")
-    todo = commands_[robust["paper"] == paper]
-    todo = sorted(set(t for t in todo if t))
-    detail = _md(mine.assign(verdict=[f"{v.mark} {v.label}" for v in mine["verdict"]])[
-        ["claim", "reading", "claimed", "measured", "interval", "n", "tolerance", "verdict", "seeds needed"]])
-    return [f"## {paper}: {TITLES[paper]}",
-            _images(_save({f"{paper}_forest": forest_fig} if forest_fig else {}, folder)),
-            _md(_compact(robust, per, paper)),
-            _details("Each claim under each reading", detail)
-            + ("\n\n" + _details("How to produce the runs not yet run", "\n".join(f"- {t}" for t in todo))
-               if todo else ""),
-            *extra, _images(_save(figures, folder))]
+def _paper_section(view: PaperView, folder: Path) -> list[str]:
+    """One paper in Markdown: its forest plot, its claims table, the per-reading detail and commands folded, then what
+    follows its claims (text and tables, figures); a paper judged nowhere here gets its note instead of the claims."""
+    s, extras = view.section, view.extras
+    head = [f"## {s.paper}: {s.title}"]
+    if not s.judged:
+        head.append(s.note(view.n_claims))
+    else:
+        head += [_images(_save({f"{s.paper}_forest": view.forest} if view.forest else {}, folder)),
+                 _md(view.claims), _details("Each claim under each reading", _md(view.detail))
+                 + ("\n\n" + _details("How to produce the runs not yet run", "\n".join(f"- {t}" for t in view.todo))
+                    if view.todo else "")]
+    blocks = [_details(b.title, b.body if isinstance(b.body, str) else _md(b.body)) if isinstance(b, Folded)
+              else b if isinstance(b, str) else _md(b) for b in extras.blocks]
+    return head + blocks + ([_images(_save(extras.figures, folder))] if s.judged or extras.figures else [])
 
 
 def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
@@ -160,7 +94,6 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
     root = paths.results_dir(results_dir)
     all_runs = load_runs(results_dir)
     runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])] if not all_runs.empty else all_runs
-    paper_runs = runs[runs["profile"] == "paper"] if not runs.empty else runs
     per = claims_table(all_runs)
     per = per[~per["verdict"].isin([Verdict.REFERENCE])]
     robust = robust_table(all_runs, per=per)
@@ -172,43 +105,13 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
     damaged = damaged_table(all_runs)
     if not damaged.empty:
         parts += ["## Damaged records (skipped)", _md(damaged)]
-    cmds = commands(robust, per, results_dir)
-    extras = _paper_extras(all_runs, runs, paper_runs, figs)
-    for paper in ("001", "002", "003", "004"):
-        parts += _paper_section(paper, per, robust, *extras[paper], cmds, figs)
-    n000 = int((robust["paper"] == "000").sum())
-    synth = runs[(runs["paper"] == "000") & (runs["profile"] == "study")] if not runs.empty else runs
-    parts += [f"## 000: {TITLES['000']}",
-              f"All {n000} claims need CASIA-HWDB1.1, which this machine cannot have (README): none is judged. The "
-              "study on synth-hwdb (SYNTHETIC data) measures the same networks and readings for the pipeline's sake "
-              "and is never compared with the paper's numbers.",
-              _details("000 on synth-hwdb: every reading, top-1 and top-5 (SYNTHETIC)",
-                       _md(p000_figures.readings_table(synth)) if not synth.empty else f"not yet run: {COMMANDS['000']}")]
+    for sec in sections():
+        parts += _paper_section(paper_view(sec, all_runs, per, robust, results_dir), figs)
     return "\n\n".join(parts) + "\n", head, verdict_frame(all_runs, per=per)
-
-
-def _paper_extras(all_runs: pd.DataFrame, runs: pd.DataFrame, paper_runs: pd.DataFrame,
-                  folder: Path) -> dict[str, tuple[dict, list[str]]]:
-    """Per paper: (its own figures by name, its own tables and text), as they follow its claims."""
-    curves = {p: ({f"{p}_curves": fig} if (fig := protocol_curves(all_runs, p)) else {}) for p in ("001", "002")}
-    sens = p002_figures.sensitivity_figure(paper_runs)
-    t2 = p004_figures.table2(paper_runs[paper_runs["paper"] == "004"] if not paper_runs.empty else paper_runs)
-    return {
-        "001": (curves["001"], []),
-        "002": ({**curves["002"], **({"002_sensitivity": sens} if sens else {})},
-                ["**The unstated optimizer and learning rate** (a description, not a verdict: "
-                 "`sweeps/002_sensitivity.yaml`). " + p002_figures.sensitivity_share(paper_runs),
-                 _md(p002_figures.sensitivity_table(paper_runs))]),
-        "003": (p003_figures.figures(runs), ["**Table 1**", _md(p003_figures.table1(runs))]),
-        "004": (p004_figures.figures(runs), ["**Table 2**", _md(t2)]),
-    }
 
 
 # the notebook pages of the report: each paper notebook at its paper protocol, executed only when every run it
 # plans is complete (so the report never trains); the summary always
-PAGES = {"001": {"profile": "paper"}, "002": {"profile": "paper", "compare_models": ["lenet5"]},
-         "003": {"profile": "paper", "replicas": 5}, "004": {"profile": "paper", "train_split": "60k_val_test"},
-         "000": {"profile": "study", "prod_demo": False}}
 
 
 def html_pages(results_dir: str | None = None) -> list[str]:
@@ -224,12 +127,13 @@ def html_pages(results_dir: str | None = None) -> list[str]:
     notebooks = paths.REPO_ROOT / "notebooks"
     pages = [("summary", notebooks / "summary.ipynb", {"results_dir": str(paths.results_dir(results_dir))})]
     lines = []
-    for paper, params in PAGES.items():
+    for sec in sections():
+        paper, params = sec.paper, sec.page
         nb = next(notebooks.glob(f"{paper}_*.ipynb"))
         cfg = create_experiment(paper, **params, results_dir=str(paths.results_dir(results_dir)))
         missing = [d.id for job in plan(cfg) if not job.is_complete() for d in job.dirs if not d.is_complete()]
         if missing:
-            lines.append(f"{nb.name}: not executed, {len(missing)} planned run(s) not yet run ({COMMANDS[paper]})")
+            lines.append(f"{nb.name}: not executed, {len(missing)} planned run(s) not yet run ({sec.command})")
             continue
         pages.append((nb.stem, nb, {**params, "results_dir": str(paths.results_dir(results_dir))}))
     exporter = HTMLExporter(mathjax_url="", require_js_url="", embed_images=True)

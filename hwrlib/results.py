@@ -86,10 +86,10 @@ def protocol_id(paper: str, config: dict[str, Any]) -> str:
     return f"{paper}:{config.get('profile', 'run')}-{config.get('model', 'model')}-{digest}"
 
 
-def did_not_train(history: pd.DataFrame, num_classes: int = 10) -> bool:
+def did_not_train(metrics: pd.DataFrame, num_classes: int = 10) -> bool:
     """A run that never learned: its test accuracy stayed under twice chance at every evaluation after the first
     update, and its training loss ended above half of where it started (003's eq. 3 network on its MSE plateau)."""
-    trained = history[history["step"] > 0] if "step" in history else history
+    trained = metrics[metrics["step"] > 0] if "step" in metrics else metrics
     if trained.empty or "test_acc" not in trained or "train_loss" not in trained:
         return False
     loss = trained["train_loss"].dropna()
@@ -148,8 +148,14 @@ class RunDir:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump({"paper": self.paper, **self.config},
                                                                     sort_keys=False))
 
-    def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        atomic_write_text(self.path / "metrics.csv", pd.DataFrame(history).to_csv(index=False))
+    def write_metrics(self, metrics: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path / "metrics.csv", pd.DataFrame(metrics).to_csv(index=False))
+
+    def write_progress(self, run: Any) -> None:
+        """A training run's rows so far (a :class:`hwrlib.train.Progress`): metrics.csv, and steps.csv if it logs."""
+        self.write_metrics(run.metrics)
+        if run.steps:
+            self.write_table("steps", run.steps)
 
     def write_final(self, final: dict[str, Any]) -> None:
         """Mark the run complete (strict JSON, with the hash of its metrics.csv); the checkpoint is no longer needed."""
@@ -185,7 +191,7 @@ class Run:
     """A finished run: its folder, config record, evaluations (metrics.csv) and final record."""
     path: Path
     config: dict[str, Any]
-    history: pd.DataFrame
+    metrics: pd.DataFrame
     final: dict[str, Any]
 
     def table(self, name: str) -> pd.DataFrame:
@@ -197,7 +203,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """Runs as rows like those of :func:`load_runs` (config, then final record)."""
     return pd.DataFrame([{**r.config, **r.final, "run_id": Path(r.path).name, "run_path": str(r.path),
                           "protocol": protocol_id(str(r.config.get("paper", Path(r.path).parent.name)), r.config),
-                          "did_not_train": did_not_train(r.history, int(r.final.get("num_classes") or 10))}
+                          "did_not_train": did_not_train(r.metrics, int(r.final.get("num_classes") or 10))}
                          for r in runs])
 
 
@@ -211,13 +217,13 @@ def machine_record(t0: float, device, seed: int, optimizer=None) -> dict[str, An
             "num_threads": torch.get_num_threads(), "seed": seed, **kernels, **environment()}
 
 
-def final_record(history: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+def final_record(metrics: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
     """The fields every trained run's final.json has, from its evaluation rows, then ``fields``.
 
     ``final_test_acc`` is always the last evaluation's; numbers chosen by a rule say the rule in their name
     (``max_test_acc``, ``best_val_test_acc``).
     """
-    h = pd.DataFrame(history)
+    h = pd.DataFrame(metrics)
     last = h.iloc[-1]
     trained = h[h["step"] > 0]
     record = {"final_test_acc": float(last.test_acc), "final_test_loss": float(last.test_loss),

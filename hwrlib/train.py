@@ -1,11 +1,12 @@
-"""Training: plain functions with explicit arguments (pytorch/examples style), and the one loop, ``fit``.
+"""Training, in the pytorch/examples shape: plain functions with explicit arguments, and the one loop, :func:`fit`.
 
-``fit`` counts optimizer steps; each paper's protocol is an option of it: the evaluation schedule
-(every epoch, or 003's every 10 updates early on), the loss (cross-entropy, 000's named parts, 003's MSE
-with grouped replicas through its own ``update``), the learning rate (fixed, 000's cosine ``lr_at``, 004's
-:class:`Plateau`). It checkpoints atomically at each evaluation and resumes from the checkpoint. Every
-epoch reseeds the global RNG (dropout) and the loader's shuffle from ``(seed, epoch)``, so a run
-interrupted and resumed gives exactly the numbers of an uninterrupted one on the same device and threads.
+Read top to bottom: the device and optimizer helpers; :func:`evaluate` (score a model on a loader); the learning
+rate :class:`Schedule` (constant, :class:`Cosine` for 000, :class:`Plateau` for 004); :func:`standard_update` (one
+step on a loss; 003 brings its own update); :class:`Progress` (where a run is) and its :class:`Checkpoint`; then
+:func:`fit`, which counts optimizer steps, evaluates on :class:`Loop`'s schedule, checkpoints atomically at each
+evaluation and resumes from the checkpoint. Every epoch reseeds the global RNG (dropout) and the loader's shuffle
+from ``(seed, epoch)``, so a run interrupted and resumed gives exactly the numbers of an uninterrupted one on the
+same device and threads.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -152,14 +153,6 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
-                loss_fn: LossFn = F.cross_entropy) -> dict[str, float]:
-    """One pass over ``loader`` by :func:`fit` (what the benchmarks time); the pass's mean loss and accuracy."""
-    evals, _ = fit(model, loader, optimizer, device, num_steps=len(loader), evaluate_fn=lambda m: {},
-                   loss_parts=classification_loss(loss_fn), seed=getattr(loader, "epoch", 0), progress=False)
-    return {k: v for k, v in evals[-1].items() if k.startswith("train_")}
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F.cross_entropy,
              topk: int | None = None) -> dict[str, float]:
@@ -178,16 +171,53 @@ def evaluate(model: nn.Module, loader, device: torch.device, loss_fn: LossFn = F
     return {"loss": loss_sum / seen, "acc": correct / seen, **({f"top{topk}": in_topk / seen} if topk else {})}
 
 
+class Schedule:
+    """The learning rate over a run: constant (this base), a function of the step (:class:`Cosine`), or decided by
+    the validation loss (:class:`Plateau`). The loop asks :meth:`lr` before every update, tells :meth:`after_eval`
+    each evaluation, stops when :attr:`stopped` and calls :meth:`finish` at the end; the checkpoint keeps
+    :meth:`state_dict`, so a resumed run takes the same decisions as an uninterrupted one."""
+    stopped: bool = False
+
+    def lr(self, step: int) -> float | None:
+        """The learning rate of update ``step`` (0-based); None leaves the optimizer's as it is."""
+        return None
+
+    def after_eval(self, row: dict[str, Any], evals: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """After the ``evals``-th evaluation of a trained model (1-based), whose numbers are ``row``."""
+
+    def finish(self, model: nn.Module) -> None:
+        """At the end of training."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
 @dataclass
-class Plateau:
+class Cosine(Schedule):
+    """``lr`` annealed to 0 along half a cosine over ``num_steps``, after a linear warm-up over ``warmup`` of them."""
+    base_lr: float
+    num_steps: int
+    warmup: float = 0.02
+
+    def lr(self, step: int) -> float:
+        warm = max(1, round(self.warmup * self.num_steps))
+        if step < warm:
+            return self.base_lr * (step + 1) / warm
+        return 0.5 * self.base_lr * (1 + math.cos(math.pi * (step - warm) / max(1, self.num_steps - warm)))
+
+
+@dataclass
+class Plateau(Schedule):
     """Keras' ``ReduceLROnPlateau(factor, patience)`` + ``EarlyStopping(patience, restore_best_weights=True)``.
 
     Both watch the validation loss; an epoch improves when its loss is below the best so far (any decrease:
     EarlyStopping's default; ReduceLROnPlateau's asks for 1e-4, which MNIST losses rarely sit within). After
     ``lr_patience`` epochs without improvement the learning rate is multiplied by ``factor`` and that count
     starts again; after ``stop_patience`` epochs without improvement training stops. At the end the model
-    gets the weights of its best epoch back. Everything here goes into the checkpoint, so a resumed run
-    takes the same decisions as an uninterrupted one.
+    gets the weights of its best epoch back.
     """
     lr_patience: int = 2
     stop_patience: int = 6
@@ -206,10 +236,13 @@ class Plateau:
         if not 0 < self.factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {self.factor}")
 
-    def step(self, val_loss: float, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """After epoch ``epoch`` (1-based): keep the best weights, cut the lr or stop."""
-        if val_loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.since_best, self.since_cut = val_loss, epoch, 0, 0
+    def after_eval(self, row: dict[str, Any], evals: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """After epoch ``evals``: keep the best weights, cut the lr or stop."""
+        if "val_loss" not in row:
+            raise ValueError("Plateau watches the validation loss: the evaluation must return val_loss "
+                             "(score a validation loader named 'val')")
+        if row["val_loss"] < self.best_loss:
+            self.best_loss, self.best_epoch, self.since_best, self.since_cut = row["val_loss"], evals, 0, 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return
         self.since_best += 1
@@ -220,7 +253,7 @@ class Plateau:
             self.since_cut = 0
         self.stopped = self.since_best >= self.stop_patience
 
-    def restore_best(self, model: nn.Module) -> None:
+    def finish(self, model: nn.Module) -> None:
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
 
@@ -240,9 +273,12 @@ def classification_loss(loss_fn: LossFn = F.cross_entropy) -> LossParts:
     return parts
 
 
-def standard_update(model: nn.Module, optimizer: torch.optim.Optimizer, loss_parts: LossParts,
-                    device: torch.device) -> Update:
-    """One optimizer step on ``parts["loss"]``; returns every part, detached, still on the device (no sync)."""
+def standard_update(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                    loss_parts: LossParts | None = None) -> Update:
+    """One optimizer step on ``parts["loss"]`` (default: :func:`classification_loss`); returns every part, detached,
+    still on the device (no sync)."""
+    loss_parts = loss_parts or classification_loss()
+
     def update(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         model.train()
         with autocast(device):
@@ -268,16 +304,98 @@ def every_epoch(step: int, per_epoch: int) -> bool:
     return step > 0 and step % per_epoch == 0
 
 
-def _window_means(sums: dict[str, torch.Tensor], n: int) -> dict[str, Any]:
-    # one device sync for all parts, at evaluation or log time only; a part may be a vector (grouped replicas)
-    return {k: (v / n).tolist() for k, v in sums.items()}
+class Window:
+    """Sample-weighted sums of an update's parts since the last reset; a part may be a vector (grouped replicas)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def add(self, parts: dict[str, torch.Tensor], n: int) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0) + v * n
+        self.n += n
+
+    def take(self) -> dict[str, Any]:
+        """The means, then empty (one device sync for all parts, at evaluation or log time only)."""
+        means = {k: (v / self.n).tolist() for k, v in self.sums.items()} if self.n else {}
+        self.sums, self.n = {}, 0
+        return means
+
+    def check_finite(self, step: int, desc: str) -> None:
+        loss = self.sums.get("loss")
+        if loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all()):
+            raise NonFiniteLoss(f"{desc or 'training'}: the training loss is not finite by step {step}; the run stops "
+                                "here and is not a result. Lower the learning rate (or check the inputs) and rerun.")
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Model, optimizer and ``state`` (histories, schedule), written atomically."""
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+@dataclass
+class Progress:
+    """Where a run is: updates and images so far, training seconds (evaluation excluded), the evaluation rows
+    (metrics.csv) and the logged rows (steps.csv). The checkpoint saves it; everything else is rebuilt."""
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    evaluated: Window = field(default_factory=Window, repr=False)
+    logged: Window = field(default_factory=Window, repr=False)
+
+    def count(self, parts: dict[str, torch.Tensor], n: int) -> None:
+        """One update of ``n`` images whose parts are ``parts``."""
+        self.step += 1
+        self.samples += n
+        self.evaluated.add(parts, n)
+        self.logged.add(parts, n)
+
+    def epoch(self, per_epoch: int) -> int | float:
+        epoch = self.step / per_epoch
+        return int(epoch) if epoch.is_integer() else epoch
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Training produced a NaN or infinite loss: the run stops and is never a result."""
+
+
+@dataclass
+class Checkpoint:
+    """A run's model, optimizer, schedule and :class:`Progress` in one file, rewritten atomically at each evaluation.
+
+    ``where`` (device, threads, optimizer kernels) is saved too: a run resumes only where it started, since another
+    setup computes other last digits and the run would mix the numbers of two.
+    """
+    path: Path
+    where: dict[str, Any]
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, run: Progress) -> None:
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "metrics": run.metrics, "steps": run.steps, "where": self.where}, buf)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                device: torch.device) -> Progress:
+        """The saved progress, model, optimizer and schedule; a fresh :class:`Progress` when there is no file."""
+        if not self.path.exists():
+            return Progress()
+        state = load_checkpoint(self.path, device)
+        saved = state.get("where", {**self.where, "fused": False})  # checkpoints before 'where': per-tensor updates
+        if saved != self.where:
+            raise RuntimeError(f"{self.path} was written with {saved}, this process has {self.where}: resuming would "
+                               "mix numbers of two setups. Resume with the same device, HWR_NUM_THREADS and optimizer "
+                               "kernels (HWR_FUSED=0 for per-tensor updates), or delete the checkpoint to restart")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state.get("schedule", state.get("plateau")) or {})  # 'plateau': the older name
+        metrics, steps = state.get("metrics", state.get("evals")), state.get("steps", state.get("logs"))
+        last = metrics[-1] if metrics else {"step": 0, "samples": 0, "seconds": 0.0}
+        return Progress(metrics, steps, last["step"], last["samples"], last["seconds"])
+
+
+def where_trained(device: torch.device, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """What a run's numbers depend on beyond its seed: device, thread count and optimizer kernels."""
+    return {"device": device.type, "num_threads": torch.get_num_threads(),
+            "fused": bool(optimizer.defaults.get("fused"))}
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -290,140 +408,127 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
                            f"). Delete it to train the run from the start") from None
 
 
-class NonFiniteLoss(FloatingPointError):
-    """Training produced a NaN or infinite loss: the run stops and is never a result."""
+def epoch_batches(loader, step: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The rest of the epoch that update ``step`` falls in: the global RNG (dropout) and the loader's order are seeded
+    from ``(seed, epoch)``, and a mid-epoch resume replays the loader (and its augmentation RNG) to ``step``."""
+    epoch, skip = divmod(step, len(loader))
+    torch.manual_seed(seed * 100_003 + epoch)
+    loader.set_epoch(epoch)
+    batches = iter(loader)
+    for _ in range(skip):
+        next(batches)
+    return batches
 
 
-def fit(model: nn.Module, train_loader, optimizer: torch.optim.Optimizer, device: torch.device, *,
-        num_steps: int, evaluate_fn: Callable[[nn.Module], dict[str, Any]], update: Update | None = None,
-        loss_parts: LossParts | None = None, eval_at: Callable[[int, int], bool] = every_epoch,
-        lr_at: Callable[[int], float] | None = None, plateau: Plateau | None = None,
-        trace: Callable[[nn.Module], dict[str, float]] | None = None, log_every: int | None = None,
-        checkpoint: str | os.PathLike | None = None,
-        on_eval: Callable[[list[dict], list[dict]], None] | None = None, seed: int = 0, progress: bool = True,
-        desc: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The one training loop: ``num_steps`` updates, scored by ``evaluate_fn`` on the ``eval_at`` schedule.
+@dataclass
+class Loop:
+    """How :func:`fit` trains, beyond the model, data and optimizer: the update, the evaluation and its schedule,
+    logging, checkpoint and reporting.
 
-    Args:
-        update: ``(x, y) -> parts`` performs one step (default: :func:`standard_update` of ``loss_parts``,
-            itself defaulting to cross-entropy); 003's grouped replicas bring their own.
-        evaluate_fn: ``model -> {"test_acc": ..., ...}``, called at each evaluation (the model in eval mode is
-            its business).
-        eval_at: ``(step, steps_per_epoch) -> bool``; the last step is always evaluated, step 0 (before
-            training) when it says so.
-        lr_at: learning rate of a step (0-based); ``plateau`` (Keras' ReduceLROnPlateau + EarlyStopping) watches
-            ``val_loss`` at each evaluation instead and restores the best weights at the end.
-        trace: values of the model added to every evaluation and log row (000's shortcut scalars).
-        log_every: also keep a row of the parts' means every this many steps (the second list returned).
-        checkpoint: rewritten at each evaluation; training resumes from it, replaying a mid-epoch loader to
-            where it stopped, so a resumed run equals an uninterrupted one on the same device and threads.
-        on_eval: called with ``(evals, logs)`` after each evaluation (the run folder writes its CSVs).
+    ``update(x, y) -> parts`` performs one step (:func:`standard_update`, or 003's grouped replicas' own);
+    ``evaluate(model) -> {"test_acc": ...}`` scores the model on ``eval_at(step, steps_per_epoch)`` (the last step is
+    always evaluated, step 0 when ``eval_at`` says so); ``trace(model)`` adds values to every evaluation and log
+    row (000's shortcut scalars); ``log_every`` also keeps the parts' means every this many updates;
+    ``on_eval(progress)`` runs after each evaluation (the run folder writes its CSVs).
+    """
+    update: Update
+    evaluate: Callable[[nn.Module], dict[str, Any]]
+    eval_at: Callable[[int, int], bool] = every_epoch
+    trace: Callable[[nn.Module], dict[str, float]] = lambda model: {}
+    log_every: int | None = None
+    on_eval: Callable[[Progress], None] = lambda run: None
+    desc: str = "train"
 
-    Evaluation rows: ``epoch`` (steps / steps per epoch), ``step``, ``samples``, ``lr``, ``seconds`` (training
-    wall time so far, evaluation excluded), ``train_<part>`` (sample-weighted mean since the previous evaluation),
-    then what ``evaluate_fn`` and ``trace`` return. Each epoch reseeds the global RNG and the loader's order from
-    ``(seed, epoch)``. A non-finite loss raises :class:`NonFiniteLoss` naming the step.
+
+def record_evaluation(run: Progress, loop: Loop, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      per_epoch: int) -> dict[str, Any]:
+    """Append the evaluation row of where ``run`` is: ``epoch`` (updates / updates per epoch), ``step``, ``samples``,
+    ``lr``, ``seconds`` (training time so far, evaluation excluded), ``train_<part>`` (sample-weighted mean since the
+    previous evaluation), then ``loop.evaluate``'s and ``loop.trace``'s values."""
+    train = {f"train_{k}": v for k, v in run.evaluated.take().items()}
+    row = {"epoch": run.epoch(per_epoch), "step": run.step, "samples": run.samples,
+           "lr": optimizer.param_groups[0]["lr"], "seconds": run.seconds, **train, **loop.evaluate(model),
+           **loop.trace(model)}
+    run.metrics.append(row)
+    return row
+
+
+def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device, loop: Loop, *,
+        num_steps: int, schedule: Schedule | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
+        progress: bool = True) -> Progress:
+    """The one training loop: ``num_steps`` updates of ``loop.update`` over ``loader``, evaluated as ``loop`` says,
+    the learning rate from ``schedule`` (constant by default); returns the run's :class:`Progress`.
+
+    Checkpointed at each evaluation when ``checkpoint`` is a path, and resumed from it, so an interrupted run equals
+    an uninterrupted one on the same device and threads. Rows: :func:`record_evaluation`. A non-finite loss raises
+    :class:`NonFiniteLoss` naming the update.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if plateau is not None and lr_at is not None:
-        raise ValueError("give lr_at or plateau, not both")
-    update = update or standard_update(model, optimizer, loss_parts or classification_loss(), device)
-    trace = trace or (lambda m: {})
-    per_epoch = len(train_loader)
-    evals, logs = [], []
-    ckpt = Path(checkpoint) if checkpoint else None
-    where = {"device": device.type, "num_threads": torch.get_num_threads(),
-             "fused": bool(optimizer.defaults.get("fused"))}
-    if ckpt and ckpt.exists():
-        state = load_checkpoint(ckpt, device)
-        saved = state.get("where", {**where, "fused": False})  # checkpoints before 'where' were per-tensor updates
-        if saved != where:
-            raise RuntimeError(f"{ckpt} was written with {saved}, this process has {where}: resuming would mix "
-                               "numbers of two setups. Resume with the same device, HWR_NUM_THREADS and optimizer "
-                               "kernels (HWR_FUSED=0 for per-tensor updates), or delete the checkpoint to restart")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        evals, logs = state["evals"], state["logs"]
-        if plateau is not None:
-            plateau.load_state_dict(state["plateau"])
-    step = evals[-1]["step"] if evals else 0
-    seconds, samples = (evals[-1]["seconds"], evals[-1]["samples"]) if evals else (0.0, 0)
-    eval_sums: dict[str, torch.Tensor] = {}
-    log_sums: dict[str, torch.Tensor] = {}
-    eval_n = log_n = 0
-
-    def record_eval() -> None:
-        nonlocal eval_sums, eval_n
-        train = {f"train_{k}": v for k, v in _window_means(eval_sums, eval_n).items()} if eval_n else {}
-        epoch = step / per_epoch
-        evals.append({"epoch": int(epoch) if epoch.is_integer() else epoch, "step": step, "samples": samples,
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, **train, **evaluate_fn(model),
-                      **trace(model)})
-        eval_sums, eval_n = {}, 0
-        if plateau is not None and "val_loss" not in evals[-1]:
-            raise ValueError("plateau watches the validation loss: evaluate_fn must return val_loss "
-                             "(score a validation loader named 'val')")
-        if plateau is not None and step > 0:
-            plateau.step(evals[-1]["val_loss"], len([e for e in evals if e["step"] > 0]), model, optimizer)
-        if ckpt:
-            save_checkpoint(ckpt, model, optimizer, {"evals": evals, "logs": logs, "where": where,
-                                                     "plateau": plateau.state_dict() if plateau else None})
-        if on_eval:
-            on_eval(evals, logs)
-
-    if not evals and eval_at(0, per_epoch):
-        record_eval()
+    schedule, per_epoch = schedule or Schedule(), len(loader)
+    ckpt = Checkpoint(Path(checkpoint), where_trained(device, optimizer)) if checkpoint else None
+    run = ckpt.restore(model, optimizer, schedule, device) if ckpt else Progress()
     # stdout, not stderr: JupyterLab draws stderr in a pink band, which a progress bar is not
-    bar = tqdm(total=num_steps, initial=step, desc=desc or "train", unit="step", disable=not progress, file=sys.stdout,
+    bar = tqdm(total=num_steps, initial=run.step, desc=loop.desc, unit="step", disable=not progress, file=sys.stdout,
                mininterval=5, dynamic_ncols=True)
-    while step < num_steps and not (plateau is not None and plateau.stopped):
-        epoch, skip = divmod(step, per_epoch)
-        torch.manual_seed(seed * 100_003 + epoch)  # dropout and the like: replayable per epoch
-        train_loader.set_epoch(epoch)
-        batches = iter(train_loader)
-        for _ in range(skip):  # a mid-epoch resume: replay the loader (and its augmentation RNG) to here
-            next(batches)
-        t0 = time.perf_counter()
+
+    def evaluation() -> None:
+        run.evaluated.check_finite(run.step, loop.desc)
+        row = record_evaluation(run, loop, model, optimizer, per_epoch)
+        if run.step > 0:
+            schedule.after_eval(row, sum(r["step"] > 0 for r in run.metrics), model, optimizer)
+        if ckpt:
+            ckpt.save(model, optimizer, schedule, run)
+        loop.on_eval(run)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()  # shown at the bar's next refresh
+                         if k in ("train_loss", "test_acc", "val_acc") and isinstance(v, float)}, refresh=False)
+
+    if not run.metrics and loop.eval_at(0, per_epoch):
+        evaluation()
+    while run.step < num_steps and not schedule.stopped:
+        batches = epoch_batches(loader, run.step, seed)
+        clock = time.perf_counter()
         for x, y in batches:
-            if lr_at is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step)
-            parts = update(x, y)
-            n = y.shape[-1]
-            step += 1
-            samples += n
-            for sums in (eval_sums, log_sums):
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0) + v * n
-            eval_n += n
-            log_n += n
+            update(run, loop, model, optimizer, schedule, x, y, num_steps)
             bar.update()
-            if log_every and (step % log_every == 0 or step == num_steps):
-                logs.append({"step": step, "lr": optimizer.param_groups[0]["lr"], **_window_means(log_sums, log_n),
-                             **trace(model)})
-                log_sums, log_n = {}, 0
-            if eval_at(step, per_epoch) or step == num_steps:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds += time.perf_counter() - t0
-                _check_finite(eval_sums, step, desc)
-                record_eval()
-                bar.set_postfix({k: f"{v:.4f}" for k, v in evals[-1].items()  # shown at the bar's next refresh
-                                 if k in ("train_loss", "test_acc", "val_acc") and isinstance(v, float)}, refresh=False)
-                t0 = time.perf_counter()
-                if plateau is not None and plateau.stopped:
+            if loop.eval_at(run.step, per_epoch) or run.step == num_steps:
+                run.seconds += elapsed(clock, device)
+                evaluation()
+                clock = time.perf_counter()
+                if schedule.stopped or run.step == num_steps:
                     break
-            if step == num_steps:
-                break
+        else:  # the epoch ended between evaluations
+            run.seconds += elapsed(clock, device)
     bar.close()
-    if plateau is not None:
-        plateau.restore_best(model)
-    return evals, logs
+    schedule.finish(model)
+    return run
 
 
-def _check_finite(sums: dict[str, torch.Tensor], step: int, desc: str) -> None:
-    loss = sums.get("loss")
-    if loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all()):
-        raise NonFiniteLoss(f"{desc or 'training'}: the training loss is not finite by step {step}; the run stops "
-                            "here and is not a result. Lower the learning rate (or check the inputs) and rerun.")
+def update(run: Progress, loop: Loop, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+           x: torch.Tensor, y: torch.Tensor, num_steps: int) -> None:
+    """One update at the schedule's learning rate, counted in ``run``, and its log row when one is due."""
+    lr = schedule.lr(run.step)
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    run.count(loop.update(x, y), y.shape[-1])
+    if loop.log_every and (run.step % loop.log_every == 0 or run.step == num_steps):
+        run.steps.append({"step": run.step, "lr": optimizer.param_groups[0]["lr"], **run.logged.take(),
+                          **loop.trace(model)})
+
+
+def elapsed(since: float, device: torch.device) -> float:
+    """Seconds since ``since``, once the device has finished the work queued (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - since
+
+
+def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
+                loss_fn: LossFn = F.cross_entropy) -> dict[str, float]:
+    """One pass over ``loader`` by :func:`fit` (what the benchmarks time); the pass's mean loss and accuracy."""
+    loop = Loop(standard_update(model, optimizer, device, classification_loss(loss_fn)), evaluate=lambda m: {})
+    run = fit(model, loader, optimizer, device, loop, num_steps=len(loader), seed=getattr(loader, "epoch", 0),
+              progress=False)
+    return {k: v for k, v in run.metrics[-1].items() if k.startswith("train_")}
+

@@ -10,12 +10,12 @@ import yaml
 
 from hwrlib.config import ConfigError
 from hwrlib.experiments import P000Config, experiment_config, run_experiment
-from hwrlib.experiments.p000_figures import summary_000, table1, table1_runs, window_mean
+from hwrlib.experiments.p000_figures import table1, table1_runs, window_mean
 from hwrlib.experiments.p000_resnet_hccr import HCCRLoss, load_data, make_loaders
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.resnet_hccr import prod_a, shortcut_scalars
 from hwrlib.results import load_runs
-from hwrlib.train import fit, make_optimizer, score
+from hwrlib.train import Loop, fit, make_optimizer, score, standard_update
 from test_models import inception_hccr_params, resnet_hccr_params
 
 SMALL = ((4, 8), (5, 16), (5, 32), (4, 64))  # width 0.125
@@ -161,25 +161,29 @@ def test_smoke_run_writes_a_complete_folder(results_tmp, one_thread):
     assert final["dataset"] == "synth" and "SYNTHETIC" in final["dataset_note"] and final["num_steps"] == 4
     assert len(final["final_a"]) == 18 and final["final_prod_a"] == pytest.approx(math.prod(final["final_a"]))
     assert yaml.safe_load((run.path / "config.yaml").read_text())["dataset"] == "synth"
-    assert list(run.history["step"]) == [2, 4] and {"val_top5", "test_top5", "prod_a"} <= set(run.history)
+    assert list(run.metrics["step"]) == [2, 4] and {"val_top5", "test_top5", "prod_a"} <= set(run.metrics)
     steps = run.table("steps")
     assert len(steps) == 4 and {"softmax", "auxiliary", "regularization", "loss", "a_18"} <= set(steps)
-    assert final["final_test_acc"] == run.history["test_acc"].iloc[-1]
-    assert final["best_val_test_acc"] == run.history.loc[run.history["val_acc"].idxmax(), "test_acc"]
+    assert final["final_test_acc"] == run.metrics["test_acc"].iloc[-1]
+    assert final["best_val_test_acc"] == run.metrics.loc[run.metrics["val_acc"].idxmax(), "test_acc"]
     frame = load_runs(results_tmp, "000")
     assert len(frame) == 2
     t = table1(frame).set_index("model")
     assert t.loc["Improved residual model", "verdict"] == "not comparable (SYNTHETIC data)"
     assert t.loc["ResNet", "verdict"] == "not yet run"
-    summary_000(frame, "paper")  # draws from the files; no error
-    summary_000(pd.DataFrame())
+    from hwrlib.experiments.p000_figures import extras
+    from hwrlib.sections import Folded
+    (block,) = extras(frame).blocks  # its report section: the study's readings table, folded
+    assert isinstance(block, Folded) and block.body.startswith("not yet run")  # smoke runs are not the study
+    (block,) = extras(frame.assign(profile="study")).blocks
+    assert set(block.body["model"]) == {"Improved residual model"} and block.body["top-1"].str.endswith("(n=1)").all()
 
 
 def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
     cfg = _smoke(results_tmp, prod_demo=False, num_steps=6, batch_size=8)  # 4 batches per epoch
-    first = train_run(cfg).history.drop(columns="seconds")
+    first = train_run(cfg).metrics.drop(columns="seconds")
     again = train_run(_smoke(results_tmp / "again", prod_demo=False, num_steps=6, batch_size=8))
-    again = again.history.drop(columns="seconds")
+    again = again.metrics.drop(columns="seconds")
     pd.testing.assert_frame_equal(first, again)
 
     def fit_hccr(checkpoint, stop_after=None):
@@ -188,8 +192,8 @@ def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
         train, loaders = make_loaders(cfg, *load_data(cfg), torch.device("cpu"))
         opt = make_optimizer("sgd", model.parameters(), 0.05)
 
-        def stop(evals, steps):
-            if stop_after and len(evals) == stop_after:
+        def stop(run):
+            if stop_after and len(run.metrics) == stop_after:
                 raise KeyboardInterrupt
         loss, calls = HCCRLoss(model, 0.4, 1e-4, 0.01), []
 
@@ -197,10 +201,10 @@ def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):
             calls.append(1)
             return loss(*args)
         cpu = torch.device("cpu")
-        out = fit(model, train, opt, cpu, num_steps=6, loss_parts=counted, eval_at=lambda s, _: s > 0 and s % 2 == 0,
-                  evaluate_fn=lambda m: score(m, loaders, cpu, topk=5), log_every=1, checkpoint=checkpoint,
-                  on_eval=stop, progress=False)
-        return out, len(calls)
+        loop = Loop(standard_update(model, opt, cpu, counted), evaluate=lambda m: score(m, loaders, cpu, topk=5),
+                    eval_at=lambda s, _: s > 0 and s % 2 == 0, log_every=1, on_eval=stop)
+        run = fit(model, train, opt, cpu, loop, num_steps=6, checkpoint=checkpoint, progress=False)
+        return (run.metrics, run.steps), len(calls)
     full, n_full = fit_hccr(None)
     with pytest.raises(KeyboardInterrupt):
         fit_hccr(tmp_path / "ckpt.pt", stop_after=1)  # stops at step 2, in mid-epoch

@@ -147,13 +147,13 @@ def test_cnn_learns_and_is_reproducible(mnist_ready, results_tmp, one_thread):
     params = dict(profile="quick", num_epochs=6, batch_size=10, train_size=1000, test_size=500, eval_every=100,
                   baselines=False)
     run = train_run(P003Config.from_params(**params), progress=False)
-    h = run.history
+    h = run.metrics
     assert h["step"].tolist() == list(range(0, 6 * 100 + 1, 100))
     assert h["test_acc"].iloc[-1] > 0.5 > h["test_acc"].iloc[0] and h["train_loss"].iloc[-1] < h["train_loss"].iloc[1]
     assert run.final["final_test_acc"] == h["test_acc"].iloc[-1] and run.final["num_evals"] == len(h)
     again = train_run(P003Config.from_params(**params, results_dir=str(results_tmp / "again")), progress=False)
     cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
-    assert again.history[cols].equals(h[cols])
+    assert again.metrics[cols].equals(h[cols])
 
 
 @pytest.mark.parametrize("subsampling", ["toolbox", "paper"])
@@ -182,14 +182,14 @@ def test_grouped_network_is_its_replicas_side_by_side(subsampling):
 
 
 def test_grouped_update_in_chunks_is_the_full_batch_step():
-    from hwrlib.experiments.p003_lenet_variant import Replicas
+    from hwrlib.experiments.p003_lenet_variant import make_replicas, train_step
     cfg = P003Config.from_params(profile="smoke", replicas=2, lr=1.0, c1=10, c3=16)
-    model = Replicas(cfg, torch.device("cpu"))
+    model = make_replicas(cfg, torch.device("cpu"))
     assert model.chunk == 75  # 1,500 C1 maps / (2 replicas x 10 maps)
     full = GroupedLeNetVariant([model.net.replica(g) for g in range(2)])  # a copy, stepped on the whole batch
     b = 2 * model.chunk + 10  # two whole chunks and a short one
     x, y = torch.rand(b, 2, 28, 28), torch.randint(0, 10, (2, b))
-    parts = model.update(make_sgd(model.net, 1.0, 0.0), x, y)
+    parts = train_step(model, make_sgd(model.net, 1.0, 0.0), x, y)
     losses, correct = parts["loss"].tolist(), (parts["acc"] * b).round().long().tolist()
     out = full(x)
     opt = make_sgd(full, 1.0, 0.0)
@@ -210,9 +210,9 @@ def test_replicas_train_as_their_lone_runs(mnist_ready, results_tmp, one_thread)
         alone = train_run(P003Config.from_params(**params, seed=seed), progress=False)
         assert "seed_group" not in alone.config and alone.path != run.path
         # same initialization, subsets and batch order: the curves agree up to float rounding
-        np.testing.assert_allclose(run.history["test_loss"], alone.history["test_loss"], rtol=1e-4)
-        assert run.history["train_acc"].equals(alone.history["train_acc"])
-    assert runs[0].history["test_loss"].iloc[-1] != runs[1].history["test_loss"].iloc[-1]  # different seeds
+        np.testing.assert_allclose(run.metrics["test_loss"], alone.metrics["test_loss"], rtol=1e-4)
+        assert run.metrics["train_acc"].equals(alone.metrics["train_acc"])
+    assert runs[0].metrics["test_loss"].iloc[-1] != runs[1].metrics["test_loss"].iloc[-1]  # different seeds
 
 
 def test_svm_search_on_precomputed_kernels_matches_grid_search(mnist_ready):

@@ -16,7 +16,7 @@ from hwrlib.experiments import run_experiment
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.layers import LocalResponseNorm
 from hwrlib.results import load_runs
-from hwrlib.train import Plateau, fit, make_optimizer, score
+from hwrlib.train import Loop, Plateau, fit, make_optimizer, score, standard_update
 
 matplotlib.use("Agg")
 
@@ -61,7 +61,7 @@ def test_plateau_rule_on_a_scripted_loss_sequence():
     lrs, stopped_at = [], None
     for epoch, loss in enumerate(losses, 1):
         lrs.append(opt.param_groups[0]["lr"])
-        p.step(loss, epoch, model, opt)
+        p.after_eval({"val_loss": loss}, epoch, model, opt)
         if p.stopped:
             stopped_at = epoch
             break
@@ -91,10 +91,11 @@ def _fit_forced_plateau(ckpt=None, stop_at=None, snapshots=None):
         if len(history) == stop_at:
             raise Stop
     cpu = torch.device("cpu")
-    h, _ = fit(model, train, opt, cpu, num_steps=30 * len(train), checkpoint=ckpt, progress=False,
-               evaluate_fn=lambda m: score(m, {"val": val, "test": test}, cpu), plateau=Plateau(2, 6),
-               on_eval=lambda evals, _: on_epoch(evals))
-    return model, pd.DataFrame(h)
+    loop = Loop(standard_update(model, opt, cpu), evaluate=lambda m: score(m, {"val": val, "test": test}, cpu),
+                on_eval=lambda run: on_epoch(run.metrics))
+    run = fit(model, train, opt, cpu, loop, num_steps=30 * len(train), schedule=Plateau(2, 6), checkpoint=ckpt,
+              progress=False)
+    return model, pd.DataFrame(run.metrics)
 
 
 def test_fit_halves_stops_early_and_restores_best_weights(mnist_ready, one_thread, tmp_path):
@@ -119,9 +120,10 @@ def test_plateau_needs_a_validation_loss(mnist_ready):
     x, y = load_mnist("test")
     test = TensorLoader(x[:64], y[:64], 32)
     cpu = torch.device("cpu")
+    opt = make_optimizer("adam", model.parameters(), 0.1)
+    loop = Loop(standard_update(model, opt, cpu), evaluate=lambda m: score(m, {"test": test}, cpu))
     with pytest.raises(ValueError, match="val_loss"):
-        fit(model, test, make_optimizer("adam", model.parameters(), 0.1), cpu, num_steps=2, plateau=Plateau(),
-            evaluate_fn=lambda m: score(m, {"test": test}, cpu), progress=False)
+        fit(model, test, opt, cpu, loop, num_steps=2, schedule=Plateau(), progress=False)
 
 
 @pytest.mark.parametrize("params,name,fragment", [
@@ -143,14 +145,14 @@ def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tm
     run = run_experiment(cfg, progress=False)[0]
     files = {p.name for p in run.path.iterdir()}
     assert files == {"config.yaml", "metrics.csv", "final.json"}  # checkpoint removed once final.json exists
-    assert list(run.history.columns) == ["epoch", "step", "samples", "lr", "seconds", "train_loss", "train_acc",
+    assert list(run.metrics.columns) == ["epoch", "step", "samples", "lr", "seconds", "train_loss", "train_acc",
                                          "val_loss", "val_acc", "test_loss", "test_acc"]
     final = json.loads((run.path / "final.json").read_text())
     assert final["num_params"] == count_params(create_model("alexnet_ir"))
     assert (final["num_train"], final["num_val"], final["num_test"]) == (96, 64, 128)
-    best = run.history.set_index("epoch").loc[final["best_val_epoch"]]
-    assert final["best_val_test_acc"] == best["test_acc"] and final["best_val_loss"] == run.history["val_loss"].min()
-    assert final["final_test_acc"] == run.history["test_acc"].iloc[-1]  # the last evaluation's, as everywhere
+    best = run.metrics.set_index("epoch").loc[final["best_val_epoch"]]
+    assert final["best_val_test_acc"] == best["test_acc"] and final["best_val_loss"] == run.metrics["val_loss"].min()
+    assert final["final_test_acc"] == run.metrics["test_acc"].iloc[-1]  # the last evaluation's, as everywhere
     assert final["git_commit"] and final["torch"] == torch.__version__ and final["mean_epoch_seconds"] > 0
     # the optimizer's kernels are recorded: Adam on CPU float parameters runs fused unless HWR_FUSED=0
     assert final["fused_optimizer"] is (os.environ.get("HWR_FUSED", "1") != "0")
@@ -158,7 +160,7 @@ def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tm
     assert len(runs) == 1 and runs.iloc[0]["model"] == "alexnet_ir" and runs.iloc[0]["val_size"] == 64
     again = run_experiment(P004Config.from_params(profile="smoke", compare_models=[], num_epochs=2,
                                                   results_dir=str(results_tmp / "again")), progress=False)[0]
-    assert again.history.drop(columns="seconds").equals(run.history.drop(columns="seconds"))
+    assert again.metrics.drop(columns="seconds").equals(run.metrics.drop(columns="seconds"))
 
 
 def _fake_run(root, model, seed, accs, seconds, profile="paper", train_split=None):
@@ -173,9 +175,9 @@ def _fake_run(root, model, seed, accs, seconds, profile="paper", train_split=Non
                     "train_images_per_second": 50_000 / seconds, "mean_epoch_seconds": seconds, "device": "cpu"})
 
 
-def test_summary_section_from_records(tmp_path, capsys):
-    figs.summary_004(load_runs(tmp_path / "none"))  # no runs yet: tables, no error
-    assert "no runs yet" in capsys.readouterr().out
+def test_report_section_from_records(tmp_path):
+    empty = figs.extras(load_runs(tmp_path / "none"))  # no runs yet: Table 2 says so, no figure
+    assert not empty.figures and (empty.blocks[1]["measured (best validation epoch)"] == "not yet run").all()
     for seed, (a, b) in enumerate([(0.996, 0.992), (0.998, 0.994)]):
         _fake_run(tmp_path, "alexnet_ir", seed, [0.99, a], 300.0)
         _fake_run(tmp_path, "alexnet_mod", seed, [0.98, b], 1500.0)
@@ -201,8 +203,8 @@ def test_summary_section_from_records(tmp_path, capsys):
     assert figs.judge_accuracy_higher(swapped, {})["verdict"] == "not reproduced"
     h = figs.curves(runs)
     assert len(h) == 8 and set(h["label"]) == {figs.LABELS["alexnet_ir"], figs.LABELS["alexnet_mod"]}
-    figs.summary_004(runs)
-    assert "paper-profile runs (4 trained models)" in capsys.readouterr().out
+    shown = figs.extras(runs)
+    assert list(shown.figures) == ["004_fig4_50k_val10k"] and shown.blocks[1].equals(figs.table2(runs))
 
 
 def test_fig4_and_epoch_time_verdicts_judge_only_their_reading(tmp_path):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hwrlib.data import TensorLoader, load_mnist
 from hwrlib.models import create_model
 from hwrlib.models.layers import LocalResponseNorm
-from hwrlib.train import fit, make_optimizer, prepare_model, score
+from hwrlib.train import Loop, fit, make_optimizer, prepare_model, score, standard_update
 
 CPU = torch.device("cpu")
 
@@ -106,9 +106,9 @@ def _fit_alexnet(seed):
     train = TensorLoader(x[:96], y[:96], 32, shuffle=True, seed=seed, channels_last=True)
     test = TensorLoader(xt[:64], yt[:64], 64, channels_last=True)
     opt = make_optimizer("adam", model.parameters(), 1e-3)
-    history, _ = fit(model, train, opt, CPU, num_steps=2 * len(train), evaluate_fn=lambda m: score(m, {"test": test}, CPU),
-                     seed=seed, progress=False)
-    return model, [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    loop = Loop(standard_update(model, opt, CPU), evaluate=lambda m: score(m, {"test": test}, CPU))
+    run = fit(model, train, opt, CPU, loop, num_steps=2 * len(train), seed=seed, progress=False)
+    return model, [{k: v for k, v in row.items() if k != "seconds"} for row in run.metrics]
 
 
 def test_same_seed_alexnet_runs_are_bitwise_identical(mnist_ready, one_thread):

@@ -11,7 +11,7 @@ from hwrlib.data import TensorLoader, load_mnist
 from hwrlib.experiments import P002Config, run_dirs, run_experiment
 from hwrlib.models import create_model
 from hwrlib.results import load_runs
-from hwrlib.train import evaluate, fit, make_optimizer, resolve_device, score
+from hwrlib.train import Loop, evaluate, fit, make_optimizer, resolve_device, score, standard_update
 
 
 def train_run(cfg, progress=False):
@@ -31,9 +31,10 @@ def _fit(tmp_path=None, epochs=2, seed=0, name="pytorch_cnn", on_epoch=None, ckp
     train, test = _loaders(seed=seed)
     opt = make_optimizer("adam", model.parameters(), 1e-3)
     cpu = torch.device("cpu")
-    h, _ = fit(model, train, opt, cpu, num_steps=epochs * len(train), evaluate_fn=lambda m: score(m, {"test": test}, cpu),
-               seed=seed, checkpoint=ckpt, on_eval=on_epoch and (lambda evals, _: on_epoch(evals)), progress=False)
-    return model, h
+    loop = Loop(standard_update(model, opt, cpu), evaluate=lambda m: score(m, {"test": test}, cpu),
+                on_eval=(lambda run: on_epoch(run.metrics)) if on_epoch else (lambda run: None))
+    run = fit(model, train, opt, cpu, loop, num_steps=epochs * len(train), seed=seed, checkpoint=ckpt, progress=False)
+    return model, run.metrics
 
 
 def test_loss_falls_on_real_mnist(mnist_ready):
@@ -43,8 +44,8 @@ def test_loss_falls_on_real_mnist(mnist_ready):
     before = evaluate(model, test, torch.device("cpu"))
     opt = make_optimizer("adam", model.parameters(), 1e-3)
     cpu = torch.device("cpu")
-    h, _ = fit(model, train, opt, cpu, num_steps=len(train), evaluate_fn=lambda m: score(m, {"test": test}, cpu),
-               progress=False)  # 16 steps
+    loop = Loop(standard_update(model, opt, cpu), evaluate=lambda m: score(m, {"test": test}, cpu))
+    h = fit(model, train, opt, cpu, loop, num_steps=len(train), progress=False).metrics  # 16 steps
     assert h[0]["test_loss"] < 0.7 * before["loss"]
     assert h[0]["test_acc"] > before["acc"] + 0.3
 
@@ -95,12 +96,12 @@ def test_killed_run_resumes_and_is_never_a_result(mnist_ready, one_thread, resul
     assert run_dir.checkpoint.exists() and not run_dir.is_complete()
     assert load_runs().empty  # the half-finished run is not a result
     resumed = train_run(P002Config.from_params(**params), progress=False)
-    assert len(resumed.history) == 3 and run_dir.is_complete() and not run_dir.checkpoint.exists()
+    assert len(resumed.metrics) == 3 and run_dir.is_complete() and not run_dir.checkpoint.exists()
     assert len(load_runs()) == 1
     # the same run from scratch, elsewhere: identical numbers
     fresh = train_run(P002Config.from_params(**params, results_dir=str(results_tmp / "fresh")), progress=False)
     cols = ["train_loss", "train_acc", "test_loss", "test_acc"]
-    assert resumed.history[cols].equals(fresh.history[cols])
+    assert resumed.metrics[cols].equals(fresh.metrics[cols])
 
 
 def test_device_resolution():

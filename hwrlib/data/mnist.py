@@ -197,6 +197,28 @@ class TensorLoader:
             yield x, self.labels[idx]
 
 
+@dataclass
+class GroupLoader:
+    """The loaders of grouped replicas (each its own subset and order) as one: ``(B, G, H, W)`` inputs, replica ``g``'s
+    images in channel ``g``, and ``(G, B)`` labels; one loader gives its own batches with labels ``(1, B)``."""
+    loaders: list[TensorLoader]
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+
+    def __iter__(self):
+        for parts in zip(*self.loaders):
+            if len(parts) == 1:
+                yield parts[0][0], parts[0][1].unsqueeze(0)
+                continue
+            x = torch.cat([p[0] for p in parts], dim=1).contiguous(memory_format=torch.channels_last)
+            yield x, torch.stack([p[1] for p in parts])
+
+
 def subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A random subset of ``size`` samples drawn by ``seed`` (all of them when size is None)."""
     if size is None or size >= len(labels):

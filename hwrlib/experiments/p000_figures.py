@@ -5,13 +5,11 @@ labelled SYNTHETIC everywhere and get no verdict: only runs on CASIA-HWDB1.1 are
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import Run
+from ..sections import Extras, Folded, Section, register_section
 from ..summary import claim_readings, evaluate, fmt_mean_sd, load_claims, protocol_runs, runs_of
 
 PARTS = ("softmax", "auxiliary", "regularization", "loss")  # Fig. 3 (a)-(d); "loss" is the total
@@ -161,17 +159,6 @@ def table1_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames)
 
 
-def augmentation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean test top-1/top-5 (%) and the number of runs per model, dataset and augmentation switches."""
-    if runs.empty:
-        return pd.DataFrame()
-    runs = runs[~((runs["model"] == "resnet_hccr") & (runs["prod_weight"] == 0))]
-    readings = [k for k in ("augmentation", "aux_weight", "optimizer") if k in runs]  # never pooled
-    g = runs.groupby(["model", "dataset", *AUGMENT, *readings], dropna=False)
-    return pd.DataFrame({"top-1 (%)": g.final_test_acc.mean().mul(100).round(2),
-                         "top-5 (%)": g.final_test_top5.mean().mul(100).round(2), "runs": g.size()}).reset_index()
-
-
 def readings_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Top-1 and top-5 (mean ± sd over seeds, n) per network under each reading: augmentation, loss weights,
     optimizer. For SYNTHETIC runs this is a sensitivity study, never a verdict."""
@@ -193,38 +180,6 @@ def anchors() -> pd.DataFrame:
     return pd.DataFrame(ANCHORS).assign(top1=lambda d: d["top1"].map(lambda v: f"{100 * v:.2f}%"))
 
 
-def runs_from_frame(runs: pd.DataFrame) -> list[Run]:
-    """The runs of a ``load_runs`` frame that have a ``steps.csv``, as :class:`~hwrlib.results.Run` objects."""
-    from ..results import RunDir
-    return [RunDir.at(p).read() for p in runs["run_path"] if (Path(p) / "steps.csv").exists()]
-
-
-def summary_000(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
-    """The summary notebook's 000 section: Table 1, then Fig. 3 and prod a_i of the resnet_hccr runs."""
-    from IPython.display import Markdown, display
-    sel = runs[runs["paper"] == "000"] if not runs.empty and "paper" in runs else pd.DataFrame()
-    if sel.empty:
-        display(Markdown("**000**: no runs yet (`make reproduce` trains the quick profile on synth-hwdb)."))
-        display(table1(sel))
-        return
-    profile = verdict_profile if (sel["profile"] == verdict_profile).any() else sel["profile"].iloc[0]
-    sel = sel[sel["profile"] == profile]
-    display(Markdown(f"**000, {profile} profile**, {len(sel)} runs. Rows on synth-hwdb are SYNTHETIC data: "
-                     "no verdict against the paper's CASIA-HWDB1.1 numbers. Table 1 uses the runs with the paper's "
-                     "augmentation on."))
-    display(table1(table1_runs(sel)))
-    display(Markdown("Augmentation ablation (flip changes a character's meaning):"))
-    display(augmentation_table(sel))
-    display(Markdown("Every reading (augmentation replace / expand, loss weighted / summed, optimizer), mean ± sd over "
-                     "seeds:"))
-    display(readings_table(sel).style.hide(axis="index") if not sel.empty else "no runs")
-    curves = runs_from_frame(sel[sel["model"] == "resnet_hccr"].drop_duplicates("prod_weight"))
-    if curves:
-        plot_losses(curves, title=f"000 Fig. 3 rebuilt ({profile} profile)")
-        plot_scalars(curves, title=f"000: prod a_i ({profile} profile)")
-        plt.show()
-
-
 def show_samples(loaders: dict, n: int = 12, title: str = ""):
     """Rows of ``n`` 108x108 canvases, one row per loader (e.g. plain and augmented), titled by class index."""
     fig, axes = plt.subplots(len(loaders), n, figsize=(n * 1.0, len(loaders) * 1.25), squeeze=False)
@@ -238,3 +193,22 @@ def show_samples(loaders: dict, n: int = 12, title: str = ""):
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(title)
     return fig
+
+
+def extras(runs: pd.DataFrame) -> Extras:
+    """000's study on synth-hwdb (SYNTHETIC): every reading, top-1 and top-5; never compared with the paper."""
+    synth = runs[(runs["paper"] == "000") & (runs["profile"] == "study")]
+    return Extras(blocks=[Folded("000 on synth-hwdb: every reading, top-1 and top-5 (SYNTHETIC)",
+                                 readings_table(synth) if not synth.empty else f"not yet run: {SECTION.command}")])
+
+
+def note(n_claims: int) -> str:
+    return (f"All {n_claims} claims need CASIA-HWDB1.1, which this machine cannot have (README): none is judged. The "
+            "study on synth-hwdb (SYNTHETIC data) measures the same networks and readings for the pipeline's sake and "
+            "is never compared with the paper's numbers.")
+
+
+SECTION = register_section(Section(
+    "000", "Improved deep residual network for offline HCCR (CASIA-HWDB1.1)",
+    command="make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs need the data (README)",
+    page={"profile": "study", "prod_demo": False}, extras=extras, judged=False, note=note))

@@ -18,6 +18,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -29,11 +30,10 @@ from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data.hwdb import DATASETS, Augment, HWDBCache, HWDBLoader, prepared, train_val_split
 from ..data.synth_hwdb import SynthParams
-from ..models import check_model_name, count_params, create_model
+from ..models import check_model_name
 from ..models.resnet_hccr import prod_a, shortcut_scalars
-from ..train import OPTIMIZERS, fit, make_optimizer, prepare_model, resolve_device, score, seed_everything, \
-    set_threads_from_env
-from .registry import register_experiment
+from ..train import OPTIMIZERS, Cosine, Loop, Schedule, fit, make_optimizer, score, standard_update
+from .registry import Job, build_model, register_experiment, start_run
 
 MODELS = ("resnet_hccr", "resnet_hccr_plain", "inception_hccr")
 SCHEDULES = ("cosine", "constant")
@@ -155,8 +155,9 @@ class P000Config(ExperimentConfig):
         """The main run, then its ``prod_demo`` counterpart when there is one."""
         return [self] + [c for c in [self.demo_counterpart()] if c is not None]
 
-    def train(self, progress: bool = True) -> None:
-        train_model(self, progress)
+    def jobs(self) -> list[Job]:
+        """One job per run folder of :meth:`runs`, each trained by :func:`train_model`."""
+        return [Job([c.run_dir()], partial(train_model, c)) for c in self.runs()]
 
 
 def load_data(cfg: P000Config) -> tuple[HWDBCache, HWDBCache]:
@@ -203,15 +204,9 @@ def trace_scalars(model: nn.Module) -> dict[str, float]:
     return {"prod_a": math.prod(values), **{f"a_{i + 1}": v for i, v in enumerate(values)}}
 
 
-def lr_schedule(name: str, lr: float, num_steps: int):
-    """Step -> learning rate: ``constant``, or ``cosine`` to 0 after a linear warm-up over 2% of the steps."""
-    warm = max(1, round(WARMUP * num_steps))
-
-    def cosine(step: int) -> float:
-        if step < warm:
-            return lr * (step + 1) / warm
-        return 0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, num_steps - warm)))
-    return cosine if name == "cosine" else (lambda step: lr)
+def lr_schedule(cfg: P000Config, num_steps: int) -> Schedule:
+    """``constant``, or ``cosine`` to 0 after a linear warm-up over 2% of the steps."""
+    return Cosine(cfg.lr, num_steps, WARMUP) if cfg.lr_schedule == "cosine" else Schedule()
 
 
 def make_loaders(cfg: P000Config, train: HWDBCache, test: HWDBCache, device: torch.device):
@@ -229,13 +224,13 @@ def make_loaders(cfg: P000Config, train: HWDBCache, test: HWDBCache, device: tor
                                                                         256, **kw)})
 
 
-def _final(cfg: P000Config, history: list[dict], loaders: dict, train_loader, num_params: int, num_classes: int,
+def _final(cfg: P000Config, metrics: list[dict], loaders: dict, train_loader, num_params: int, num_classes: int,
            device: torch.device, t0: float, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    evals = pd.DataFrame(history)
-    last, best = evals.iloc[-1], evals.loc[evals["val_acc"].idxmax()]
-    scalars = {k: float(last[k]) for k in evals if k == "prod_a" or k.startswith("a_")}
+    rows = pd.DataFrame(metrics)
+    last, best = rows.iloc[-1], rows.loc[rows["val_acc"].idxmax()]
+    scalars = {k: float(last[k]) for k in rows if k == "prod_a" or k.startswith("a_")}
     return results.final_record(
-        history, final_test_top5=float(last.test_top5), final_val_acc=float(last.val_acc),
+        metrics, final_test_top5=float(last.test_top5), final_val_acc=float(last.val_acc),
         final_val_top5=float(last.val_top5), best_val_acc=float(best.val_acc), best_val_test_acc=float(best.test_acc),
         best_val_test_top5=float(best.test_top5), best_val_step=int(best.step), final_prod_a=scalars.get("prod_a"),
         final_a=[v for k, v in scalars.items() if k.startswith("a_")], num_params=num_params, num_classes=num_classes,
@@ -249,28 +244,18 @@ def train_model(cfg: P000Config, progress: bool = True) -> None:
     """Train the run of ``cfg`` into its folder (resuming from its checkpoint)."""
     t0 = time.perf_counter()
     rd = cfg.run_dir()
-    set_threads_from_env()
-    device = resolve_device(cfg.device)
     train_cache, test_cache = load_data(cfg)
-    rd.write_config()
+    device = start_run(cfg, [rd])
     train_loader, loaders = make_loaders(cfg, train_cache, test_cache, device)
-    seed_everything(cfg.seed)
     num_classes = min(cfg.num_classes or train_cache.num_classes, train_cache.num_classes)
-    model = create_model(cfg.model, num_classes=num_classes, width=cfg.width)
-    num_params = count_params(model)
-    model = prepare_model(model, device)
+    model, num_params = build_model(cfg.model, cfg.seed, device, num_classes=num_classes, width=cfg.width)
     num_steps = cfg.num_steps or cfg.num_epochs * len(train_loader)
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     eval_every = cfg.eval_every or len(train_loader)
-
-    def write(evals: list[dict], steps: list[dict]) -> None:
-        rd.write_metrics(evals)
-        rd.write_table("steps", steps)
-    history, _ = fit(model, train_loader, opt, device, num_steps=num_steps,
-                     evaluate_fn=lambda m: score(m, loaders, device, topk=5),
-                     loss_parts=HCCRLoss(model, cfg.aux_weight, cfg.weight_decay, cfg.prod_weight),
-                     eval_at=lambda step, _: step > 0 and step % eval_every == 0, log_every=cfg.log_every or 1,
-                     lr_at=lr_schedule(cfg.lr_schedule, cfg.lr, num_steps), trace=trace_scalars,
-                     checkpoint=rd.checkpoint, on_eval=write, seed=cfg.seed, progress=progress,
-                     desc=f"000 {cfg.model} pw{cfg.prod_weight:g}")
-    rd.write_final(_final(cfg, history, loaders, train_loader, num_params, num_classes, device, t0, opt))
+    loop = Loop(standard_update(model, opt, device, HCCRLoss(model, cfg.aux_weight, cfg.weight_decay, cfg.prod_weight)),
+                evaluate=lambda m: score(m, loaders, device, topk=5),
+                eval_at=lambda step, _: step > 0 and step % eval_every == 0, trace=trace_scalars,
+                log_every=cfg.log_every or 1, on_eval=rd.write_progress, desc=f"000 {cfg.model} pw{cfg.prod_weight:g}")
+    metrics = fit(model, train_loader, opt, device, loop, num_steps=num_steps, schedule=lr_schedule(cfg, num_steps),
+                  checkpoint=rd.checkpoint, seed=cfg.seed, progress=progress).metrics
+    rd.write_final(_final(cfg, metrics, loaders, train_loader, num_params, num_classes, device, t0, opt))

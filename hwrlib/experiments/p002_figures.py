@@ -9,6 +9,7 @@ import pandas as pd
 from pathlib import Path
 
 from ..stats import combine, judge_above, opposite
+from ..sections import Extras, Section, register_section
 from ..summary import finding, load_claims, protocol_runs
 from ..verdict import Verdict
 
@@ -122,17 +123,17 @@ def sensitivity_figure(runs: pd.DataFrame):
     return fig
 
 
-def summary_sensitivity(runs: pd.DataFrame) -> None:
-    """The summary notebook's 002 sensitivity section: the table, the sentence and the figure (paper runs only)."""
-    import matplotlib.pyplot as plt
-    from IPython.display import Markdown, display
+def extras(runs: pd.DataFrame) -> Extras:
+    """After 002's claims: the test curves of its protocols, then the unstated optimizer and lr (paper runs)."""
+    from ..plots import protocol_curves
+    paper = runs[runs["profile"] == "paper"]
+    curves, sens = protocol_curves(runs, "002"), sensitivity_figure(paper)
+    figures = {**({"002_curves": curves} if curves else {}), **({"002_sensitivity": sens} if sens else {})}
+    return Extras(figures, ["**The unstated optimizer and learning rate** (a description, not a verdict: "
+                            "`sweeps/002_sensitivity.yaml`). " + sensitivity_share(paper), sensitivity_table(paper)])
 
-    from ..summary import style_table
-    table = sensitivity_table(runs)
-    if table.empty:
-        print("002: no paper-profile runs yet (`make paper`, then `make sensitivity-002`)")
-        return
-    display(Markdown(sensitivity_share(runs)))
-    display(style_table(table))
-    display(sensitivity_figure(runs))
-    plt.close("all")
+
+SECTION = register_section(Section(
+    "002", "Deep CNN for handwritten digits in PyTorch",
+    command="make paper (sweeps/002_paper.yaml, 002_readings.yaml); ResNet-18: add it to compare_models, a GPU job",
+    page={"profile": "paper", "compare_models": ["lenet5"]}, extras=extras))

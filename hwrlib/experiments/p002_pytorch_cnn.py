@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data import MEAN, STD, TensorLoader, load_mnist, prepare_mnist, subset
 from ..models.pytorch_cnn import HEADS
-from ..train import OPTIMIZERS, fit, make_optimizer, score
-from .registry import register_experiment, start_run
+from ..train import OPTIMIZERS, Loop, fit, make_optimizer, score, standard_update
+from .registry import Job, build_model, register_experiment, start_run
 
 SMOKE = {"num_epochs": 1, "train_size": 512, "test_size": 1000, "compare_train_size": 256}
 # the training loss is also kept every this many updates (steps.csv), fine enough to tell where 002's loss
@@ -66,8 +67,9 @@ class MnistCNNConfig(ExperimentConfig):
             planned += [(m, self.compare_train_size) for m in dict.fromkeys([self.model, *self.compare_models])]
         return [self.for_model(m, train_size=n) for m, n in dict.fromkeys(planned)]
 
-    def train(self, progress: bool = True) -> None:
-        train_model(self, progress)
+    def jobs(self) -> list[Job]:
+        """One job per run folder of :meth:`runs`, each trained by :func:`train_model`."""
+        return [Job([c.run_dir()], partial(train_model, c)) for c in self.runs()]
 
 
 @register_experiment
@@ -98,7 +100,8 @@ def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:
     """Train ``cfg.model`` on ``cfg.train_size`` images into its run folder (resuming from its checkpoint)."""
     t0 = time.perf_counter()
     rd = cfg.run_dir()
-    device, model, num_params = start_run(cfg, rd, cfg.model_kwargs())
+    device = start_run(cfg, [rd])
+    model, num_params = build_model(cfg.model, cfg.seed, device, **cfg.model_kwargs())
     prepare_mnist(cfg.data_dir)
     mean, std = cfg.input_norm
     x, y = subset(*load_mnist("train", cfg.data_dir), cfg.train_size, cfg.seed)
@@ -108,12 +111,10 @@ def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:
     test = TensorLoader(xt, yt, 1000, mean=mean, std=std, device=device, channels_last=True)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, momentum=cfg.momentum)
 
-    def write(evals: list[dict], steps: list[dict]) -> None:
-        rd.write_metrics(evals)
-        rd.write_table("steps", steps)
-    history, _ = fit(model, loader, optimizer, device, num_steps=cfg.num_epochs * len(loader),
-                     evaluate_fn=lambda m: score(m, {"test": test}, device), log_every=LOG_EVERY,
-                     checkpoint=rd.checkpoint, on_eval=write, seed=cfg.seed, progress=progress,
-                     desc=f"{cfg.paper} {cfg.model}")
-    rd.write_final(results.final_record(history, num_params=num_params, num_train=len(y), num_test=len(yt),
+    loop = Loop(standard_update(model, optimizer, device),
+                evaluate=lambda m: score(m, {"test": test}, device), log_every=LOG_EVERY, on_eval=rd.write_progress,
+                desc=f"{cfg.paper} {cfg.model}")
+    run = fit(model, loader, optimizer, device, loop, num_steps=cfg.num_epochs * len(loader),
+              checkpoint=rd.checkpoint, seed=cfg.seed, progress=progress)
+    rd.write_final(results.final_record(run.metrics, num_params=num_params, num_train=len(y), num_test=len(yt),
                                         **results.machine_record(t0, device, cfg.seed, optimizer)))

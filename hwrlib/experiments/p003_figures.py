@@ -21,6 +21,7 @@ import seaborn as sns
 
 from ..results import load_metrics
 from ..stats import Judgement, combine, judge_above, judge_difference, opposite, tolerance
+from ..sections import Extras, Section, register_section
 from ..summary import finding, fmt_mean_sd, protocol_runs
 from ..verdict import Verdict
 
@@ -365,7 +366,7 @@ def table1(runs: pd.DataFrame, profile: str = "paper") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def history_frame(runs: list, label: str) -> pd.DataFrame:
+def metrics_frame(runs: list, label: str) -> pd.DataFrame:
     """The histories of :class:`~hwrlib.results.Run` objects as :func:`curves` gives them, under ``label``."""
     rows = pd.DataFrame([{"run_id": r.path.name, "run_path": str(r.path), "setting": label, "seed": r.config["seed"]}
                          for r in runs])
@@ -400,14 +401,12 @@ def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     return figs
 
 
-def summary_section(runs: pd.DataFrame, profile: str = "paper") -> None:
-    """The summary notebook's 003 section: Table 1, then Fig. 4-7 from the grids."""
-    from IPython.display import display
-    sel = runs[runs["paper"] == "003"] if not runs.empty else runs
-    display(table1(sel, profile).style.hide(axis="index").set_properties(**{"text-align": "left"}))
-    figs = figures(runs, profile)
-    if not figs:
-        print(f"003: no {profile}-profile grid runs yet (`make study-003` runs them)")
-    for fig in figs.values():
-        display(fig)
-    plt.close("all")
+def extras(runs: pd.DataFrame) -> Extras:
+    """After 003's claims: Table 1 (paper and full profiles), then Fig. 4-7 rebuilt from the paper grids."""
+    studied = runs[runs["profile"].isin(["paper", "full"])]
+    return Extras(figures(studied), ["**Table 1**", table1(studied)])
+
+
+SECTION = register_section(Section(
+    "003", "Improved LeNet-5 (sigmoid/MSE) on 2,000/1,000 MNIST subsets", command="make study-003 study-003-readings",
+    page={"profile": "paper", "replicas": 5}, extras=extras))

@@ -40,8 +40,8 @@ def search(lambdas: tuple[float, ...] = LAMBDAS, seeds: int = 5, progress: bool 
     for lam in lambdas:
         t0 = time.perf_counter()
         cfg = dataclasses.replace(base, weight_decay=lam, train_size=fit_n)
-        history, _ = fit_replicas(cfg, data, device, progress)
-        err = pd.Series([replica_rows(history, g)[-1]["test_error"] for g in range(seeds)])
+        metrics, _ = fit_replicas(cfg, data, device, progress)
+        err = pd.Series([replica_rows(metrics, g)[-1]["test_error"] for g in range(seeds)])
         rows.append({"weight_decay": lam, "val_error": err.mean(), "val_error_se": err.std(ddof=1) / seeds ** 0.5,
                      "seeds": seeds, "fit_images": fit_n, "val_images": base.train_size - fit_n,
                      "seconds": time.perf_counter() - t0})

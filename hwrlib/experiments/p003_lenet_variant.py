@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -28,11 +29,11 @@ import torch.nn.functional as F
 from .. import results
 from ..baselines import BASELINES, FULL_GRIDS, GRIDS, run_baseline
 from ..config import ConfigError, ExperimentConfig, one_of, positive
-from ..data import TensorLoader, load_mnist, prepare_mnist, subset
-from ..models import count_params, create_model
-from ..models.lenet_variant import SUBSAMPLING, GroupedLeNetVariant
-from ..train import fit, prepare_model, resolve_device, seed_everything, set_threads_from_env
-from .registry import Job, register_experiment
+from ..data import GroupLoader, TensorLoader, load_mnist, prepare_mnist, subset
+from ..models import create_model
+from ..models.lenet_variant import SUBSAMPLING, Replicas
+from ..train import Loop, fit, prepare_model, seed_everything
+from .registry import Job, register_experiment, start_run
 
 MODEL = "lenet_variant"
 SMOKE = {"num_epochs": 2, "train_size": 500, "test_size": 200, "eval_every": 10, "eval_dense_until": 400, "folds": 2}
@@ -132,10 +133,10 @@ class P003Config(ExperimentConfig):
 
     def jobs(self) -> list[Job]:
         """The CNNs of every seed as one job (trained together), then each baseline alone."""
-        cnn = [Job(self.cnn_dirs(), lambda progress: train_cnn(self, progress))]
+        cnn = [Job(self.cnn_dirs(), partial(train_cnn, self))]
         if not self.baselines:
             return cnn
-        return cnn + [Job([rd], lambda progress, rd=rd: run_baseline_dir(self, rd)) for rd in self.baseline_dirs()]
+        return cnn + [Job([rd], partial(run_baseline_dir, self, rd)) for rd in self.baseline_dirs()]
 
 
 def load_subsets(cfg: P003Config, seed: int | None = None) -> tuple[tuple[torch.Tensor, torch.Tensor],
@@ -166,83 +167,39 @@ def make_sgd(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.op
                             {"params": biases, "weight_decay": 0.0}], lr=lr, momentum=0.0)
 
 
-# a grouped network's forward/backward pass holds about this many 24x24 C1 maps (replicas x c1 x images, ~3.5 MB):
-# beyond it the activations outgrow the CPU caches (5 x 6 maps x 50 images; 10-16 nets pass 30 images at a time)
-GROUP_C1_MAPS = 1500
+def make_replicas(cfg: P003Config, device: torch.device) -> Replicas:
+    """The networks of ``cfg.seeds`` as one :class:`Replicas`, each from its own seed's initialization (as a lone run
+    would start), on ``device``."""
+    nets = []
+    for s in cfg.seeds:
+        seed_everything(s)
+        nets.append(create_model(MODEL, c1=cfg.c1, c3=cfg.c3, subsampling=cfg.subsampling))
+    replicas = Replicas(nets)
+    replicas.net = prepare_model(replicas.net, device)
+    return replicas
 
 
-class Replicas:
-    """The networks of a point's seeds as one: a :class:`GroupedLeNetVariant` for several, the plain network for one.
+def train_step(model: Replicas, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """003's update: one gradient-descent step on the MSE of the batch ``x``, ``y``; each replica's loss and accuracy.
 
-    Inputs are ``(B, G, 28, 28)`` (replica ``g``'s images in channel ``g``), outputs ``(G, B, classes)``.
-    One replica runs the plain :class:`LeNetVariant`, so a lone run computes exactly what it always did.
+    A group's batch goes through in chunks of ``model.chunk`` images per replica, gradients summed with weights
+    chunk / batch (the same mean gradient): unchunked, 5 replicas at batch 100 or 200 trained slower than one
+    network at a time, and 10-16 replicas 1.6x slower than in chunks of 30. Also keeps the toolbox's running MSE,
+    ``rL(end+1) = 0.99 rL(end) + 0.01 L`` (its Fig. 7 curve).
     """
-
-    def __init__(self, cfg: P003Config, device: torch.device):
-        nets = []
-        for s in cfg.seeds:  # each replica starts from its own seed's initialization, as a lone run would
-            seed_everything(s)
-            nets.append(create_model(MODEL, c1=cfg.c1, c3=cfg.c3, subsampling=cfg.subsampling))
-        self.num_params = count_params(nets[0])
-        self.groups = len(nets)
-        self.chunk = max(1, GROUP_C1_MAPS // (self.groups * cfg.c1))  # images per replica and pass, if grouped
-        # scoring: a group's activations for 1,000 images outgrow the CPU caches (batches of 50 are ~2.5x faster
-        # there), while a lone network keeps its batch of 1,000
-        self.test_batch = 1000 if self.groups == 1 else 50
-        self.net = prepare_model(nets[0] if self.groups == 1 else GroupedLeNetVariant(nets), device)
-        self.smoothed: torch.Tensor | None = None  # the toolbox's running training MSE, per replica
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        return out.unsqueeze(0) if self.groups == 1 else out
-
-    def update(self, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One gradient-descent step on the batch ``x``, ``y``; returns each replica's loss and accuracy, ``(G,)``.
-
-        A group's batch goes through in chunks of ``self.chunk`` images per replica (see :data:`GROUP_C1_MAPS`),
-        gradients summed with weights chunk / batch (the same mean gradient): unchunked, 5 replicas at batch 100
-        or 200 trained slower than one network at a time, and 10-16 replicas 1.6x slower than in chunks of 30.
-        Also keeps the toolbox's running MSE, ``rL(end+1) = 0.99 rL(end) + 0.01 L`` (its Fig. 7 curve).
-        """
-        opt.zero_grad(set_to_none=True)
-        b = y.shape[1]
-        chunk = b if self.groups == 1 else self.chunk
-        losses, correct = 0, 0
-        for xc, yc in zip(x.split(chunk), y.split(chunk, dim=1)):
-            out = self(xc)
-            loss = mse(out, yc) * (yc.shape[1] / b)  # exactly the loss when there is one chunk
-            loss.sum().backward()
-            losses = losses + loss.detach()
-            correct = correct + (out.argmax(-1) == yc).sum(-1)
-        opt.step()
-        self.smoothed = losses if self.smoothed is None else 0.99 * self.smoothed + 0.01 * losses
-        return {"loss": losses, "acc": correct / b}
-
-    def batches(self, loaders: list[TensorLoader]) -> GroupLoader:
-        """The replicas' loaders as one: ``(B, G, 28, 28)`` inputs and ``(G, B)`` labels."""
-        return GroupLoader(loaders, self.groups == 1)
-
-
-@dataclass
-class GroupLoader:
-    """Zips the loaders of a group's replicas (each its own subset and order) into one batch per step."""
-    loaders: list[TensorLoader]
-    single: bool
-
-    def __len__(self) -> int:
-        return len(self.loaders[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        for loader in self.loaders:
-            loader.set_epoch(epoch)
-
-    def __iter__(self):
-        for parts in zip(*self.loaders):
-            if self.single:
-                yield parts[0][0], parts[0][1].unsqueeze(0)
-                continue
-            x = torch.cat([p[0] for p in parts], dim=1).contiguous(memory_format=torch.channels_last)
-            yield x, torch.stack([p[1] for p in parts])
+    opt.zero_grad(set_to_none=True)
+    b = y.shape[1]
+    chunk = b if model.groups == 1 else model.chunk
+    losses, correct = 0, 0
+    for xc, yc in zip(x.split(chunk), y.split(chunk, dim=1)):
+        out = model(xc)
+        loss = mse(out, yc) * (yc.shape[1] / b)  # exactly the loss when there is one chunk
+        loss.sum().backward()
+        losses = losses + loss.detach()
+        correct = correct + (out.argmax(-1) == yc).sum(-1)
+    opt.step()
+    model.smoothed = losses if model.smoothed is None else 0.99 * model.smoothed + 0.01 * losses
+    return {"loss": losses, "acc": correct / b}
 
 
 @torch.no_grad()
@@ -267,26 +224,28 @@ def eval_schedule(cfg: P003Config):
     return due
 
 
-def replica_rows(history: list[dict[str, Any]], g: int) -> list[dict[str, Any]]:
+def replica_rows(metrics: list[dict[str, Any]], g: int) -> list[dict[str, Any]]:
     """Replica ``g``'s evaluation rows from a group's (whose per-replica values are lists)."""
-    return [{k: v[g] if isinstance(v, list) else v for k, v in row.items()} for row in history]
+    return [{k: v[g] if isinstance(v, list) else v for k, v in row.items()} for row in metrics]
 
 
 def fit_replicas(cfg: P003Config, data: list, device: torch.device, progress: bool = True) -> tuple[list[dict], Replicas]:
-    """Train the networks of ``cfg.seeds`` side by side on ``data`` (per seed: ``((x, y), (xt, yt))``), scoring each
-    on its own ``(xt, yt)`` on :func:`eval_schedule`; returns the group's evaluation rows and the model."""
-    model = Replicas(cfg, device)
+    """Train the networks of ``cfg.seeds`` side by side on ``data`` (per seed: ``((x, y), (xt, yt))``) with
+    :func:`train_step`, scoring each on its own ``(xt, yt)`` on :func:`eval_schedule`; returns the group's evaluation
+    rows and the model."""
+    model = make_replicas(cfg, device)
     # inputs in [0, 1] as the toolbox feeds them (x / 255, no normalization)
-    train = model.batches([TensorLoader(x, y, cfg.batch_size, shuffle=True, seed=s, mean=0.0, std=1.0,
-                                        device=device, channels_last=True) for s, ((x, y), _) in zip(cfg.seeds, data)])
-    test = list(model.batches([TensorLoader(xt, yt, model.test_batch, mean=0.0, std=1.0, device=device,
-                                            channels_last=True) for _, (xt, yt) in data]))  # built once
+    train = GroupLoader([TensorLoader(x, y, cfg.batch_size, shuffle=True, seed=s, mean=0.0, std=1.0, device=device,
+                                      channels_last=True) for s, ((x, y), _) in zip(cfg.seeds, data)])
+    test = list(GroupLoader([TensorLoader(xt, yt, model.test_batch, mean=0.0, std=1.0, device=device,
+                                          channels_last=True) for _, (xt, yt) in data]))  # built once
     opt = make_sgd(model.net, cfg.lr, cfg.weight_decay)
     desc = f"003 {cfg.c1}-{cfg.c3} b{cfg.batch_size} lr{cfg.lr:g}" + (f" x{cfg.replicas} seeds" if cfg.replicas > 1 else "")
-    history, _ = fit(model.net, train, opt, device, num_steps=cfg.num_epochs * len(train),
-                     evaluate_fn=lambda m: score(model, test), update=lambda x, y: model.update(opt, x, y),
-                     eval_at=eval_schedule(cfg), seed=cfg.seed, progress=progress, desc=desc)
-    return history, model
+    loop = Loop(partial(train_step, model, opt), evaluate=lambda m: score(model, test), eval_at=eval_schedule(cfg),
+                desc=desc)
+    run = fit(model.net, train, opt, device, loop, num_steps=cfg.num_epochs * len(train), seed=cfg.seed,
+              progress=progress)
+    return run.metrics, model
 
 
 def train_cnn(cfg: P003Config, progress: bool = True) -> None:
@@ -296,15 +255,12 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
     seconds to minutes: no checkpoint.
     """
     t0 = time.perf_counter()
-    set_threads_from_env()
-    device = resolve_device(cfg.device)
     rds = cfg.cnn_dirs()
-    for rd in rds:
-        rd.write_config()
+    device = start_run(cfg, rds)
     data = [load_subsets(cfg, s) for s in cfg.seeds]
-    history, model = fit_replicas(cfg, data, device, progress)
+    metrics, model = fit_replicas(cfg, data, device, progress)
     for g, (rd, ((x, y), (xt, yt)), s) in enumerate(zip(rds, data, cfg.seeds)):
-        rows = replica_rows(history, g)
+        rows = replica_rows(metrics, g)
         rd.write_metrics(rows)
         # the seconds and images/s are the whole group's (``replicas`` networks at once)
         final = results.final_record(rows, final_test_error=rows[-1]["test_error"], num_params=model.num_params,
@@ -314,12 +270,12 @@ def train_cnn(cfg: P003Config, progress: bool = True) -> None:
         rd.write_final(final)
 
 
-def run_baseline_dir(cfg: P003Config, rd: results.RunDir) -> None:
-    """One of Table 1's classical baselines on the subsets of the seed ``rd`` records."""
+def run_baseline_dir(cfg: P003Config, rd: results.RunDir, progress: bool = True) -> None:
+    """One of Table 1's classical baselines on the subsets of the seed ``rd`` records (no progress bar: seconds)."""
     t0 = time.perf_counter()
     s = rd.config["seed"]
     train, test = load_subsets(cfg, s)
-    rd.write_config()
+    start_run(cfg, [rd])
     r = run_baseline(rd.config["model"], train, test, grid=rd.config["grid"], folds=cfg.folds or 2,
                      seed=cfg.subset_seed(s))
     if "cv_results" in r:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -24,8 +25,8 @@ from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data import TensorLoader, load_mnist, prepare_mnist, subset
 from ..models.alexnet_ir import CONV3_PADDING
-from ..train import Plateau, fit, make_optimizer, score
-from .registry import register_experiment, start_run
+from ..train import Loop, Plateau, fit, make_optimizer, score, standard_update
+from .registry import Job, build_model, register_experiment, start_run
 
 SPLIT_SIZES = {"train_size": 50_000, "val_size": 10_000, "test_size": 10_000}
 # train_split -> (training split, validation split) of hwrlib.data.load_mnist; the test split is always "test"
@@ -89,8 +90,9 @@ class P004Config(ExperimentConfig):
         """One config per trained model, the main one first."""
         return [self.for_model(m) for m in dict.fromkeys([self.model, *self.compare_models])]
 
-    def train(self, progress: bool = True) -> None:
-        train_model(self, progress)
+    def jobs(self) -> list[Job]:
+        """One job per run folder of :meth:`runs`, each trained by :func:`train_model`."""
+        return [Job([c.run_dir()], partial(train_model, c)) for c in self.runs()]
 
 
 def loaders(cfg: P004Config, device: torch.device) -> dict[str, TensorLoader]:
@@ -115,19 +117,20 @@ def train_model(cfg: P004Config, progress: bool = True) -> None:
     """
     t0 = time.perf_counter()
     rd = cfg.run_dir()
-    device, model, num_params = start_run(cfg, rd, cfg.model_kwargs())
+    device = start_run(cfg, [rd])
+    model, num_params = build_model(cfg.model, cfg.seed, device, **cfg.model_kwargs())
     data = loaders(cfg, device)
     optimizer = make_optimizer("adam", model.parameters(), cfg.lr)
     plateau = Plateau(cfg.lr_patience, cfg.early_stop_patience, cfg.lr_factor)
-    evals = {"val": data["val"], "test": data["test"]}
-    history, _ = fit(model, data["train"], optimizer, device, num_steps=cfg.num_epochs * len(data["train"]),
-                     evaluate_fn=lambda m: score(m, evals, device), plateau=plateau, checkpoint=rd.checkpoint,
-                     on_eval=lambda h, _: rd.write_metrics(h), seed=cfg.seed, progress=progress,
-                     desc=f"{cfg.paper} {cfg.model}")
+    scored = {"val": data["val"], "test": data["test"]}
+    loop = Loop(standard_update(model, optimizer, device),
+                evaluate=lambda m: score(m, scored, device), on_eval=rd.write_progress, desc=f"{cfg.paper} {cfg.model}")
+    metrics = fit(model, data["train"], optimizer, device, loop, num_steps=cfg.num_epochs * len(data["train"]),
+                  schedule=plateau, checkpoint=rd.checkpoint, seed=cfg.seed, progress=progress).metrics
     # the model ends with its best validation epoch's weights: that epoch's test score is best_val_test_acc
-    best = next(r for r in history if r["epoch"] == plateau.best_epoch)
+    best = next(r for r in metrics if r["epoch"] == plateau.best_epoch)
     rd.write_final(results.final_record(
-        history, best_val_test_acc=best["test_acc"], best_val_test_loss=best["test_loss"],
+        metrics, best_val_test_acc=best["test_acc"], best_val_test_loss=best["test_loss"],
         best_val_epoch=plateau.best_epoch, best_val_loss=plateau.best_loss, stopped_early=plateau.stopped,
         final_lr=optimizer.param_groups[0]["lr"], num_params=num_params, num_train=len(data["train"].labels),
         num_val=len(data["val"].labels), num_test=len(data["test"].labels),

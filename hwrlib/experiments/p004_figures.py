@@ -14,7 +14,8 @@ from matplotlib.ticker import MaxNLocator
 
 from ..results import load_metrics
 from ..stats import combine, judge_difference
-from ..summary import claims_table, finding, fmt, fmt_mean_sd, load_claims, protocol_runs, style_verdicts
+from ..sections import Extras, Section, register_section
+from ..summary import finding, fmt, fmt_mean_sd, load_claims, protocol_runs
 from ..verdict import Verdict
 
 # model -> (Table 2 row, claim id of its accuracy)
@@ -138,32 +139,6 @@ def ratios(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).round({"measured ratio": 3, "claimed ratio": 3})
 
 
-def summary_004(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
-    """The summary notebook's 004 section: verdicts, Table 2, the ratios and Fig. 4 from ``results/``.
-
-    Verdicts use the ``verdict_profile`` runs only; Table 2 and Fig. 4 show that profile where it has runs,
-    otherwise the first profile that does (labelled as such), so a fresh `make reproduce` shows something.
-    """
-    from IPython.display import display
-    sel = runs[runs["paper"] == "004"] if not runs.empty else runs
-    verdict_runs = sel[sel["profile"] == verdict_profile] if not sel.empty else sel
-    display(style_verdicts(claims_table(verdict_runs, "004")))
-    if sel.empty:
-        print("004: no runs yet (`make reproduce` runs the quick profile, `make paper` the paper's)")
-        display(table2(sel).style.hide(axis="index"))
-        display(ratios(sel).style.hide(axis="index"))
-        return
-    profile = verdict_profile if not verdict_runs.empty else sel["profile"].iloc[0]
-    shown = sel[sel["profile"] == profile]
-    print(f"Table 2, ratios and Fig. 4 from the {profile}-profile runs ({len(shown)} trained models)"
-          + ("" if profile == verdict_profile else f"; no {verdict_profile}-profile runs yet, so no verdicts"))
-    display(table2(shown).style.hide(axis="index").set_properties(**{"text-align": "left"}))
-    display(ratios(shown).style.hide(axis="index"))
-    for fig in figures(shown, profile).values():
-        display(fig)
-    plt.close("all")
-
-
 def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     """Fig. 4 per data-split reading from the ``profile`` runs: name -> Figure (none without runs)."""
     sel = runs[(runs["paper"] == "004") & (runs["profile"] == profile)] if not runs.empty else runs
@@ -172,3 +147,16 @@ def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     splits = sel["train_split"].fillna("50k_val10k") if "train_split" in sel else pd.Series("50k_val10k", sel.index)
     return {f"004_fig4_{split}": fig4(curves(sel[splits == split]), f"Fig. 4 rebuilt: {profile} profile, "
                                       f"{split} reading, mean and sd over seeds") for split in sorted(splits.unique())}
+
+
+def extras(runs: pd.DataFrame) -> Extras:
+    """After 004's claims: Table 2 and Fig. 4 rebuilt, from its paper runs."""
+    paper = runs[(runs["paper"] == "004") & (runs["profile"] == "paper")]
+    return Extras(figures(paper), ["**Table 2**", table2(paper)])
+
+
+SECTION = register_section(Section(
+    "004", "Improved AlexNet with an Inception-ResNet block",
+    command="make paper (sweeps/004_table2.yaml: the 60k reading, sweeps/004_paper.yaml: the 50k/10k one; hours per "
+            "AlexNet seed on a CPU, minutes on a GPU)",
+    page={"profile": "paper", "train_split": "60k_val_test"}, extras=extras))

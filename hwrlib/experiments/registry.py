@@ -73,17 +73,22 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> list[Run]:
     return [d.read() for job in jobs for d in job.dirs]
 
 
-def start_run(cfg: ExperimentConfig, rd: RunDir, model_kwargs: dict[str, Any] | None = None):
-    """Threads, device, config.yaml and seeds of a run, then its model on the device and its parameter count.
-
-    Returns ``(device, model, num_params)``; ``cfg.model`` names the model.
-    """
-    from ..models import count_params, create_model
-    from ..train import prepare_model, resolve_device, seed_everything, set_threads_from_env
+def start_run(cfg: ExperimentConfig, dirs: list[RunDir]):
+    """Where every training starts: the thread count, ``cfg``'s device, and the config.yaml of each folder about to
+    train (so a folder with a config but no final.json is a run in progress). Returns the device."""
+    from ..train import resolve_device, set_threads_from_env
     set_threads_from_env()
     device = resolve_device(cfg.device)
-    rd.write_config()
-    seed_everything(cfg.seed)
-    model = create_model(cfg.model, **(model_kwargs or {}))
-    num_params = count_params(model)  # before prepare_model: the count of the model as built
-    return device, prepare_model(model, device), num_params
+    for rd in dirs:
+        rd.write_config()
+    return device
+
+
+def build_model(name: str, seed: int, device, **kwargs: Any):
+    """Model ``name`` initialized from ``seed``, on ``device`` ready to train, and its parameter count as built."""
+    from ..models import count_params, create_model
+    from ..train import prepare_model, seed_everything
+    seed_everything(seed)
+    model = create_model(name, **kwargs)
+    num_params = count_params(model)  # of the model as built, before any device or layout change
+    return prepare_model(model, device), num_params

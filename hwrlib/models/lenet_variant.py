@@ -119,6 +119,36 @@ class GroupedLeNetVariant(nn.Module):
         return net
 
 
+# a grouped network's forward/backward pass holds about this many 24x24 C1 maps (replicas x c1 x images, ~3.5 MB):
+# beyond it the activations outgrow the CPU caches (5 x 6 maps x 50 images; 10-16 nets pass 30 images at a time)
+GROUP_C1_MAPS = 1500
+
+
+class Replicas:
+    """Several seeds' networks as one: a :class:`GroupedLeNetVariant` for several, the plain network for one.
+
+    Inputs are ``(B, G, 28, 28)`` (replica ``g``'s images in channel ``g``), outputs ``(G, B, classes)``.
+    One replica runs the plain :class:`LeNetVariant`, so a lone run computes exactly what it always did.
+    ``chunk`` is how many images per replica a grouped training pass takes (:data:`GROUP_C1_MAPS`), ``test_batch``
+    how many a scoring pass takes; ``smoothed`` is the toolbox's running training MSE per replica, kept by 003's
+    update.
+    """
+
+    def __init__(self, nets: list[LeNetVariant]):
+        self.groups = len(nets)
+        self.num_params = sum(p.numel() for p in nets[0].parameters())  # of one network
+        self.net: nn.Module = nets[0] if self.groups == 1 else GroupedLeNetVariant(nets)
+        self.chunk = max(1, GROUP_C1_MAPS // (self.groups * nets[0].c1.out_channels))
+        # scoring: a group's activations for 1,000 images outgrow the CPU caches (batches of 50 are ~2.5x faster
+        # there), while a lone network keeps its batch of 1,000
+        self.test_batch = 1000 if self.groups == 1 else 50
+        self.smoothed: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out.unsqueeze(0) if self.groups == 1 else out
+
+
 def toolbox_init(model: nn.Module) -> nn.Module:
     """DeepLearnToolbox's ``cnnsetup``: uniform +-sqrt(6 / (fan_in + fan_out)) weights, zero biases."""
     for m in model.modules():

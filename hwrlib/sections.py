@@ -1,0 +1,241 @@
+"""Each paper's part of the study, stated once: REPORT.md, the summary notebook and the paper notebooks render it.
+
+A paper registers its :class:`Section` in its own figures module (``experiments/p00N_figures.py``): its title, the
+command that produces its runs, the parameters of its report page, and what follows its claims (its figures, tables
+and text, from the records). :func:`paper_view` computes a paper's objects once -- the forest plot, the claims table,
+each claim under each reading, the commands still to run, the extras -- and :func:`show` (a notebook) and
+:mod:`hwrlib.report` (Markdown) only lay them out, so a number reads the same everywhere. Adding a paper touches its
+own modules only: :func:`sections` imports every ``p*_figures`` module of :mod:`hwrlib.experiments`.
+
+A paper notebook shows its claims with :func:`measured_vs_claimed`: the verdicts of the records (exactly the claim's
+protocol, as everywhere) beside the numbers of the runs the notebook just trained, marked as an indication when
+those runs are of another protocol.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from . import paths
+from .results import runs_frame
+from .summary import by_seed, claim_readings, claims_table, fmt, load_claims, protocol, robust_table
+from .verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A table (or text) a reader opens on demand: a ``<details>`` block in REPORT.md, a titled table in a notebook."""
+    title: str
+    body: pd.DataFrame | str
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What follows a paper's claims: figures by name (PNG file stems in the report), then text (Markdown) and tables
+    in order."""
+    figures: dict[str, Any] = field(default_factory=dict)
+    blocks: list[str | pd.DataFrame | Folded] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One paper's part of the report. ``extras(runs)`` gets every stored run (``load_runs``) and picks its own;
+    ``judged`` is False where no claim can be judged on this machine (000: CASIA-HWDB1.1), and ``note(n_claims)``
+    then says why, in place of the claims' tables."""
+    paper: str
+    title: str
+    command: str
+    page: dict[str, Any]
+    extras: Callable[[pd.DataFrame], Extras] = lambda runs: Extras()
+    judged: bool = True
+    note: Callable[[int], str] = lambda n: ""
+
+
+_SECTIONS: dict[str, Section] = {}
+
+
+def register_section(section: Section) -> Section:
+    if section.paper in _SECTIONS:
+        raise ValueError(f"paper {section.paper!r} registered its section twice")
+    _SECTIONS[section.paper] = section
+    return section
+
+
+def sections() -> list[Section]:
+    """Every paper's section: the judged ones by paper number, then the others."""
+    from . import experiments
+    for m in pkgutil.iter_modules(experiments.__path__):
+        if m.name.endswith("_figures"):
+            importlib.import_module(f"{experiments.__name__}.{m.name}")
+    return sorted(_SECTIONS.values(), key=lambda s: (not s.judged, s.paper))
+
+
+def section(paper: str) -> Section:
+    return {s.paper: s for s in sections()}[paper]
+
+
+@dataclass
+class PaperView:
+    """A paper's objects, computed once from the records."""
+    section: Section
+    forest: Any                 # matplotlib Figure, or None when no accuracy claim ran
+    claims: pd.DataFrame        # one row per claim: claimed, measured under each reading, verdict, n, cost
+    detail: pd.DataFrame        # each claim under each reading
+    todo: list[str]             # how to produce the readings not yet run
+    extras: Extras
+    n_claims: int
+
+
+def compact(robust: pd.DataFrame, per: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: claimed, what each reading measured, the verdict over all readings, runs, cost."""
+    rows = []
+    for _, r in robust.iterrows():
+        g = per[per["id"] == r["id"]]
+        ran = g[g["verdict"] != Verdict.NOT_YET_RUN]
+        measured = "<br>".join(f"{x['reading']}: {x['measured']}" if len(g) > 1 else x["measured"]
+                               for _, x in ran.iterrows()) or "not yet run"
+        n = ", ".join(dict.fromkeys(str(x) for x in ran["n"] if str(x))) or "0"
+        rows.append({"claim": r["claim"], "claimed": r["claimed"], "measured": measured,
+                     "verdict": f"{r['robust'].mark} {r['verdict']}", "n": n, "cost": r["cost"]})
+    return pd.DataFrame(rows, columns=["claim", "claimed", "measured", "verdict", "n", "cost"])
+
+
+DETAIL = ["claim", "reading", "claimed", "measured", "interval", "n", "tolerance", "verdict", "seeds needed"]
+
+
+def bench_rates(results_dir: str | None = None) -> dict[str, float]:
+    """Training images/s per model at 1 thread, from ``make bench``'s table (``results/bench/``; empty if none)."""
+    path = paths.results_dir(results_dir) / "bench" / "models-1threads.json"
+    if not path.is_file():
+        return {}
+    return {r["model"]: r["images_per_second"] for r in json.loads(path.read_text())["rows"]}
+
+
+def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
+    """What a claim's GPU-only runs would take on this CPU: its paper-profile runs of ``job["model"]`` (epochs x
+    training images x ``job["seeds"]``) at the 1-thread rate ``make bench`` measured; an upper bound where the
+    profile stops early."""
+    from .experiments import create_experiment
+    cfg = create_experiment(paper, profile="paper", model=job["model"])
+    images = cfg.num_epochs * (cfg.train_size or 60_000) * job["seeds"]
+    rate = rates.get(job["model"])
+    if rate is None:
+        return f"needs a GPU ({job['seeds']} x {cfg.num_epochs} epochs of {job['model']}; `make bench` sizes it on a CPU)"
+    bound = "up to" if getattr(cfg, "early_stop_patience", None) else "about"  # early stopping may end it sooner
+    return (f"needs a GPU: {bound} {images / rate / 3600:.0f} CPU-hours on this CPU ({job['seeds']} x {cfg.num_epochs} "
+            f"epochs of {job['model']} at the {rate:.0f} images/s `make bench` measured at 1 thread)")
+
+
+def todo(sec: Section, per: pd.DataFrame, results_dir: str | None = None) -> list[str]:
+    """How to produce the runs of ``sec``'s claims with a reading not yet run (``per``: its claims table); for a
+    GPU job, also what it costs on this CPU."""
+    jobs = {c["id"]: c["gpu_job"] for c in load_claims(sec.paper) if "gpu_job" in c}
+    unrun = dict.fromkeys(per.loc[per["verdict"].map(lambda v: v is Verdict.NOT_YET_RUN), "id"])
+    rates = bench_rates(results_dir) if set(unrun) & set(jobs) else {}
+    return sorted({(gpu_job_hint(jobs[cid], sec.paper, rates) + "; " if cid in jobs else "") + sec.command
+                   for cid in unrun})
+
+
+def paper_view(sec: Section, runs: pd.DataFrame, per: pd.DataFrame, robust: pd.DataFrame,
+               results_dir: str | None = None) -> PaperView:
+    """``sec``'s objects from ``runs`` (every stored run) and the claims tables ``per`` (:func:`claims_table`) and
+    ``robust`` (:func:`robust_table`) of all papers."""
+    from .plots import forest
+    mine, robust_mine = per[per["paper"] == sec.paper], robust[robust["paper"] == sec.paper]
+    fig = forest(mine, f"{sec.paper}: every judged accuracy claim against what the paper states") if sec.judged else None
+    detail = mine.assign(verdict=[f"{v.mark} {v.label}" for v in mine["verdict"]])[DETAIL]
+    return PaperView(sec, fig, compact(robust_mine, mine), detail, todo(sec, mine, results_dir), sec.extras(runs),
+                     len(robust_mine))
+
+
+def show(view: PaperView) -> None:
+    """A paper's view in a notebook: the same objects, in the same order, as its REPORT.md section."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from .summary import style_table
+    s = view.section
+    display(Markdown(f"## {s.paper}: {s.title}"))
+    if not s.judged:
+        display(Markdown(s.note(view.n_claims)))
+    else:
+        for shown in (view.forest, style_table(view.claims.assign(measured=view.claims["measured"].str.replace(
+                "<br>", "; ")))):
+            if shown is not None:
+                display(shown)
+        if view.todo:
+            display(Markdown("Not yet run: " + "; ".join(f"`{t}`" for t in view.todo)))
+    for block in view.extras.blocks:
+        if isinstance(block, Folded):
+            display(Markdown(f"**{block.title}**"))
+            block = block.body
+        display(Markdown(block) if isinstance(block, str) else style_table(block))
+    for fig in view.extras.figures.values():
+        display(fig)
+        plt.close(fig)
+
+
+def show_all(runs: pd.DataFrame) -> None:
+    """Every paper's view from ``runs`` (the summary notebook): what REPORT.md shows, in its order."""
+    per = claims_table(runs)
+    per = per[per["verdict"] != Verdict.REFERENCE]
+    robust = robust_table(runs, per=per)
+    for sec in sections():
+        show(paper_view(sec, runs, per, robust))
+
+
+# ---- a paper notebook: the verdicts of the records, and the numbers of the runs it just trained -------------
+
+def _side_value(claim: dict[str, Any], side: str, mine: pd.DataFrame) -> tuple[str, bool] | None:
+    """The notebook's runs of one side of a claim (its model): their mean on the claim's metric, formatted, and
+    whether they are of exactly the claim's protocol; None when the notebook trained no such model."""
+    from .experiments import experiment_config
+    params = claim.get(side) or {}
+    model = params.get("model", experiment_config(claim["paper"]).defaults().get("model"))
+    sel = mine[mine["model"] == model]
+    values = by_seed(sel, claim["metric"])  # the engine's reading of the metric (a curve's, a derived one)
+    if values.empty:
+        return None
+    exact = bool((sel["protocol"] == protocol(claim["paper"], params)).any())
+    return f"{model} {fmt(values.mean(), claim['metric'])}", exact
+
+
+def _this_notebook(claim: dict[str, Any], mine: pd.DataFrame, profile: str) -> str:
+    """What the notebook's runs measured for a claim (under one reading), marked as an indication unless the runs
+    are of exactly its protocol."""
+    if claim["kind"] not in ("metric", "comparison", "ratio"):
+        return "see the figures above" if claim["kind"] == "curve" else ""
+    sides = [v for side in (("where", "than") if "than" in claim else ("where",))
+             if (v := _side_value(claim, side, mine)) is not None]
+    if not sides:
+        return "not trained by this notebook"
+    text = " vs ".join(v for v, _ in sides)
+    n = mine["seed"].nunique()
+    if all(exact for _, exact in sides):
+        return f"{text} (n={n}; part of the records' evidence)"
+    return f"{text} (indication: {profile} profile, n={n}; another protocol than the claim's)"
+
+
+def measured_vs_claimed(cfg: Any, runs: list) -> pd.DataFrame:
+    """A paper notebook's claims: per claim and reading, what is claimed, what the runs just trained measured (an
+    indication when their protocol is not the claim's), and the verdict of every stored run of exactly the claim's
+    protocol (the summary's and REPORT.md's: never one from runs the protocol does not cover)."""
+    from .results import load_runs
+    records = load_runs(cfg.results_dir)
+    judged = claims_table(records, cfg.paper)
+    mine = runs_frame(runs)
+    rows = []
+    for c in load_claims(cfg.paper):
+        if c["kind"] == "reference":
+            continue
+        for reading, rc in claim_readings(c):
+            r = judged[(judged["id"] == c["id"]) & (judged["reading"] == reading)].iloc[0]
+            rows.append({"claim": c["text"], "reading": reading, "claimed": r["claimed"],
+                         "this notebook": _this_notebook(rc, mine, cfg.profile), "all records": r["measured"],
+                         "n": r["n"], "verdict": r["verdict"]})
+    return pd.DataFrame(rows)
