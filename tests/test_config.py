@@ -109,3 +109,25 @@ def test_a_batch_larger_than_the_training_set_is_named(paper, params, monkeypatc
     monkeypatch.delenv("HWR_PROFILE", raising=False)
     with pytest.raises(ConfigError, match="'batch_size': must be at most the [0-9,]+ images of the training set"):
         create_experiment(paper, **params)
+
+
+# what each experiment's model_kwargs() returned when 002 and 004 spelled it out per model (non-default values, so a
+# field that leaked into another model's arguments, or one left out, shows)
+MODEL_KWARGS = {
+    "002": ({"activation": "tanh", "head": "hidden500"},
+            {"pytorch_cnn": {"activation": "tanh", "head": "hidden500"}}),
+    "004": ({"conv3_padding": "valid", "dropout": 0.25},
+            {"alexnet_ir": {"conv3_padding": "valid", "dropout": 0.25}, "alexnet_mod": {"dropout": 0.25}}),
+    "001": ({}, {}),
+}
+
+
+@pytest.mark.parametrize("paper", sorted(MODEL_KWARGS))
+def test_model_kwargs_are_the_model_fields_that_apply(paper, monkeypatch):
+    from hwrlib.experiments import create_experiment
+    from hwrlib.models import list_models
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    params, expected = MODEL_KWARGS[paper]
+    cfg = create_experiment(paper, **params)
+    for model in list_models():
+        assert cfg.for_model(model, **params).model_kwargs() == expected.get(model, {}), model

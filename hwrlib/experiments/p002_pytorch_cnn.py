@@ -54,10 +54,6 @@ class MnistCNNConfig(ExperimentConfig):
         if self.compare_models:
             self.batch_fits(self.compare_train_size or 60_000, "the comparison models' training set (compare_train_size)")
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of this run's model beyond its name."""
-        return {}
-
     def runs(self) -> list[MnistCNNConfig]:
         """One config per trained model: ``model`` on ``train_size`` images, then the comparison (``model`` and
         each of ``compare_models`` on ``compare_train_size``); a run planned twice is trained once."""
@@ -89,9 +85,6 @@ class P002Config(MnistCNNConfig):
         super().validate()
         one_of("activation", self.activation, ("relu", "tanh", "sigmoid"))
         one_of("head", self.head, HEADS)
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {"activation": self.activation, "head": self.head} if self.model == "pytorch_cnn" else {}
 
 
 def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:

@@ -79,12 +79,6 @@ class P004Config(ExperimentConfig):
         self.batch_fits(self.train_size or (60_000 if self.train_split == "60k_val_test" else 50_000),
                         "the training set (train_size)")
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of this run's model beyond its name."""
-        if self.model == "alexnet_ir":
-            return {"conv3_padding": self.conv3_padding, "dropout": self.dropout}
-        return {"dropout": self.dropout} if self.model == "alexnet_mod" else {}
-
     def runs(self) -> list[P004Config]:
         """One config per trained model, the main one first."""
         return [self.for_model(m) for m in dict.fromkeys([self.model, *self.compare_models])]
