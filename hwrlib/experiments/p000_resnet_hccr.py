@@ -29,13 +29,13 @@ from .. import results
 from ..config import ConfigError, ExperimentConfig, one_of, positive
 from ..data.hwdb import DATASETS, Augment, HWDBCache, HWDBLoader, prepared, train_val_split
 from ..data.synth_hwdb import SynthParams
-from ..models import check_model_name, count_params, create_model
+from ..models import count_params, create_model, list_models
 from ..models.resnet_hccr import prod_a, shortcut_scalars
 from ..train import OPTIMIZERS, fit, make_optimizer, prepare_model, resolve_device, score, seed_everything, \
     set_threads_from_env
 from .registry import register_experiment
 
-MODELS = ("resnet_hccr", "resnet_hccr_plain", "inception_hccr")
+MODELS = tuple(list_models("000"))  # the models registered for this paper (hwrlib/models)
 SCHEDULES = ("cosine", "constant")
 # the two readings of section 2.2's augmentation; under "expand" an epoch holds the originals and 4 augmented copies
 # (a mirror and 3 random zooms: 5x the set, within 「限定为原样本集大小的4-6倍」)
@@ -106,7 +106,6 @@ class P000Config(ExperimentConfig):
         super().validate()
         one_of("dataset", self.dataset, DATASETS)
         one_of("model", self.model, MODELS)
-        check_model_name(self.model)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         one_of("lr_schedule", self.lr_schedule, SCHEDULES)
         one_of("augmentation", self.augmentation, AUGMENTATIONS)
