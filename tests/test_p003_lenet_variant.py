@@ -312,6 +312,19 @@ def test_a_neighbouring_protocol_never_enters_a_grid(tmp_path):
     assert figs.judge_small_batch(runs, {})["verdict"] == "reproduced"
 
 
+@pytest.mark.parametrize("grid", figs.GRIDS)
+def test_each_figure_grid_is_its_sweep_and_holds_the_default_point(grid):
+    """A grid's settings are its sweep file's points, each a valid config, one of them the config's default point
+    (the figures compare every setting with it)."""
+    settings = figs.grid_settings(grid)
+    assert len(settings) >= 3, settings  # each judge of a grid orders three settings or more
+    defaults = P003Config.defaults()
+    at_default = [label for label, fields in settings.items() if all(defaults[k] == v for k, v in fields.items())]
+    assert len(at_default) == 1, settings
+    for fields in settings.values():
+        P003Config.from_params(profile="paper", **fields)
+
+
 def test_oscillation_measures_late_jitter():
     h = pd.DataFrame({"run_id": ["a"] * 4 + ["b"] * 4, "epoch": [0, 1, 2, 3] * 2,
                       "test_error": [0.5, 0.1, 0.1, 0.1, 0.5, 0.1, 0.3, 0.1]})

@@ -11,6 +11,7 @@ pass over the 2,000 images. Every figure can be drawn against either (``x="epoch
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -18,28 +19,38 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import yaml
 
+from .. import paths
 from ..results import load_metrics
 from ..stats import Judgement, combine, judge_above, judge_difference, opposite, tolerance
 from ..summary import finding, fmt_mean_sd, protocol_runs
 from ..verdict import Verdict
 
-GRIDS = {"batch_size": [50, 100, 200], "filters": [(2, 8), (6, 12), (10, 16)], "lr": [0.2, 0.5, 1.0, 1.2, 2.0]}
+# each grid of Fig. 4-7 is the one its sweep trains (sweeps/003_<grid>.yaml); every other field is the config's default
+GRIDS = ("batch_size", "filters", "lr")
 XLABEL = {"epoch": "epochs (passes over the training subset)", "step": "iterations (mini-batch updates)",
           "samples": "training samples seen"}
 # the two readings of the paper's "iterations": the metrics.csv column each is counted in
 READINGS = ("epoch", "step")
 
 
+@functools.lru_cache(maxsize=None)
+def grid_settings(grid: str) -> dict[str, dict[str, Any]]:
+    """The settings of one grid as its sweep file lists them (its list of ``grid`` values, or its ``cases``):
+    label (``"50"``, ``"6-12"``, ``"0.2"``) -> the fields that setting sets, in the labels' numeric order."""
+    spec = yaml.safe_load((paths.REPO_ROOT / "sweeps" / f"003_{grid}.yaml").read_text())
+    points = spec["cases"] if "cases" in spec else [{grid: v} for v in spec[grid]]
+    labelled = {"-".join(f"{v:g}" for v in p.values()): p for p in points}
+    return {label: labelled[label] for label in _order(list(labelled))}
+
+
 def grid_runs(runs: pd.DataFrame, grid: str, claim: dict | None = None) -> pd.DataFrame:
     """The runs of one grid (``batch_size``, ``filters`` or ``lr``) with a ``setting`` label column: each setting is
-    the claim's protocol (its ``where``: profile and reading, default the paper profile) with the grid's field set."""
+    the claim's protocol (its ``where``: profile and reading, default the paper profile) with the grid's fields set."""
     base = _where(claim)
-    frames = []
-    for value in GRIDS[grid]:
-        fields = {"c1": value[0], "c3": value[1]} if grid == "filters" else {grid: value}
-        label = f"{value[0]}-{value[1]}" if grid == "filters" else f"{value:g}"
-        frames.append(protocol_runs(runs, "003", {**base, **fields}).assign(setting=label))
+    frames = [protocol_runs(runs, "003", {**base, **fields}).assign(setting=label)
+              for label, fields in grid_settings(grid).items()]
     sel = pd.concat(frames)
     return sel if not sel.empty else runs.iloc[0:0]
 
