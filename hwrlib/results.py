@@ -26,9 +26,11 @@ import pandas as pd
 import yaml
 
 from . import paths
+from .config import ExperimentConfig
 
-# config fields that say where or how to run, not what: they do not change the run id
-NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "results_dir"})
+# what a run id leaves out of a record: a config's NON_IDENTITY fields (never recorded, should a record carry them)
+# and ``device``, which config.yaml records (what was asked for) but which does not make another run
+NON_IDENTITY = ExperimentConfig.NON_IDENTITY | {"device"}
 # fields that tell one seed's run of a protocol from another's: a protocol is a run's identity without them
 SEED_FIELDS = frozenset({"seed", "data_seed", "seed_group"})
 
@@ -72,7 +74,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def run_id(config: dict[str, Any]) -> str:
     """Readable, stable id: ``<profile>-<model>-s<seed>-<hash of every identity field>``."""
-    identity = {k: v for k, v in sorted(config.items()) if k not in NON_IDENTITY_FIELDS}
+    identity = {k: v for k, v in sorted(config.items()) if k not in NON_IDENTITY}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config.get('profile', 'run')}-{config.get('model', 'model')}-s{config.get('seed', 0)}-{digest}"
 
@@ -81,7 +83,7 @@ def protocol_id(paper: str, config: dict[str, Any]) -> str:
     """The protocol a run belongs to: ``<paper>:<profile>-<model>-<hash>``, the hash of its identity fields
     without the seed-like ones (:data:`SEED_FIELDS`). Runs of one protocol differ only in their seeds."""
     identity = {k: v for k, v in sorted(config.items())
-                if k not in NON_IDENTITY_FIELDS | SEED_FIELDS and k != "paper"}
+                if k not in NON_IDENTITY | SEED_FIELDS and k != "paper"}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{paper}:{config.get('profile', 'run')}-{config.get('model', 'model')}-{digest}"
 

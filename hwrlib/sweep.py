@@ -47,6 +47,7 @@ from traitlets import Dict, Unicode
 from traitlets.config import Config
 
 from . import paths
+from .config import ExperimentConfig
 from .experiments import experiment_config, run_dirs
 
 TMP_NOTEBOOK = ".notebook.tmp.ipynb"  # papermill wants the .ipynb suffix
@@ -54,8 +55,6 @@ LOCK = ".lock"
 HEARTBEAT_S = 60.0  # a running point touches its locks this often...
 STALE_AFTER_S = 15 * 60.0  # ...so a lock untouched this long lost its holder, even one on another host
 POLL_S = 2.0  # how often the client looks for finished points and live workers
-# the parameters the client adds to every point (where to write, which profile): not shown in the report
-CLIENT_PARAMS = ("results_dir", "data_dir", "profile")
 
 
 class SweepError(RuntimeError):
@@ -382,8 +381,9 @@ def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_di
         params = {**given,
                   "results_dir": str(paths.results_dir(results_dir or given.get("results_dir")).resolve()),
                   "data_dir": str(paths.data_dir(data_dir or given.get("data_dir")).resolve())}
+        # the report shows what the grid chose, not where the client told every point to write
         item: dict[str, Any] = {"params": params,
-                                "shown": {k: v for k, v in given.items() if k not in ("results_dir", "data_dir")}}
+                                "shown": {k: v for k, v in given.items() if k not in ExperimentConfig.NON_IDENTITY}}
         try:
             cfg = config_cls.from_params(**params)
             params["profile"] = cfg.profile
@@ -504,8 +504,7 @@ def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: i
 def _report(points: list[dict[str, Any]]) -> str:
     lines = []
     for p in points:
-        shown = p.get("shown", {k: v for k, v in p["params"].items() if k not in CLIENT_PARAMS})
-        line = f"{p['status']:8s} {shown}" + ("  (retried once after its worker died)" if p.get("retried") else "")
+        line = f"{p['status']:8s} {p['shown']}" + ("  (retried once after its worker died)" if p.get("retried") else "")
         if p["status"] in ("failed", "busy"):
             line += f"\n         {'error' if p['status'] == 'failed' else 'why'}: {p['error']}"
             line += f"\n         see: {p['notebook']}" if p.get("notebook") else ""

@@ -74,7 +74,7 @@ class P000Config(ExperimentConfig):
     prod_demo: bool = True
     hwdb_dir: str | None = None
 
-    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"prod_demo", "data_dir", "hwdb_dir", "results_dir"})
+    NON_IDENTITY: ClassVar[frozenset[str]] = ExperimentConfig.NON_IDENTITY | {"prod_demo", "hwdb_dir"}
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         # Table 1 reports s = 600,000 steps; the full-size network; evaluation every 5,000 steps
         "paper": {"width": 1.0, "num_steps": 600_000, "eval_every": 5000, "log_every": 100, "batch_size": 64},

@@ -36,8 +36,7 @@ class MnistCNNConfig(ExperimentConfig):
     test_size: int | None = None
     compare_train_size: int | None = None
 
-    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"compare_models", "compare_train_size", "data_dir",
-                                                        "results_dir"})
+    NON_IDENTITY: ClassVar[frozenset[str]] = ExperimentConfig.NON_IDENTITY | {"compare_models", "compare_train_size"}
     # inputs as the paper prepares them: (mean, std) after scaling to [0, 1]
     input_norm: ClassVar[tuple[float, float]] = (MEAN, STD)
 

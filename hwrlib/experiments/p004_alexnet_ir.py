@@ -52,7 +52,7 @@ class P004Config(ExperimentConfig):
     val_size: int | None = None
     test_size: int | None = None
 
-    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"compare_models", "data_dir", "results_dir"})
+    NON_IDENTITY: ClassVar[frozenset[str]] = ExperimentConfig.NON_IDENTITY | {"compare_models"}
     MODEL_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"conv3_padding": ("alexnet_ir",),
                                                           "dropout": ("alexnet_ir", "alexnet_mod")}
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
