@@ -267,7 +267,7 @@ def _model_metric(claim: dict[str, Any]) -> float | None:
     return value(claim["model"]) / value(claim["than_model"]) if "than_model" in claim else value(claim["model"])
 
 
-def _judge(claim: dict[str, Any]):
+def _curve_judge(claim: dict[str, Any]):
     """The function named by a curve claim's ``judge: module:function`` (relative to hwrlib)."""
     module, name = claim["judge"].split(":")
     return getattr(importlib.import_module(f"hwrlib.{module}"), name)
@@ -282,8 +282,8 @@ def _at_profile(claim: dict[str, Any], profile: str | None) -> tuple[dict[str, A
     return {**claim, **{k: {**claim[k], "profile": profile} for k in ("where", "than") if k in claim}}, True
 
 
-def evaluate(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = None) -> dict[str, Any]:
-    """One claim (as read under one reading) -> a :func:`finding` row.
+def judge_claim(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = None) -> dict[str, Any]:
+    """Judge one claim (as read under one reading) against ``runs``: a :func:`finding` row.
 
     ``profile``: the profile ``runs`` were trained at (a notebook's); a claim of another profile then reads the
     same protocol at that profile and answers :attr:`Verdict.INDICATION`, never a verdict.
@@ -299,13 +299,13 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = No
               else abs(value - claim["claimed"]) <= delta(claim) + 1e-12)
         return finding(Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, mean=value, n=1, delta=delta(claim))
     claim, indication = _at_profile(claim, profile)
-    out = _judge(claim)(runs, claim) if kind == "curve" else _measure(claim, runs)
+    out = _curve_judge(claim)(runs, claim) if kind == "curve" else _judge_measured(claim, runs)
     if indication and out["verdict"] is not Verdict.NOT_YET_RUN:
         out["verdict"] = Verdict.INDICATION
     return out
 
 
-def _measure(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
+def _judge_measured(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
     """Metric, comparison and ratio claims: each side's protocol runs, one value per seed, judged by stats."""
     paper, metric = claim["paper"], claim["metric"]
     a = protocol_runs(runs, paper, claim["where"])
@@ -352,7 +352,7 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
         if kinds and c["kind"] not in kinds:
             continue
         for reading, rc in claim_readings(c):
-            r = evaluate(rc, runs, profile)
+            r = judge_claim(rc, runs, profile)
             rows.append({"paper": c["paper"], "id": c["id"], "claim": c["text"], "reading": reading,
                          "source": c["source"], **_shown(rc, r), "finding": r, "spent": r["spent"],
                          "kind": rc["kind"], "metric": rc.get("metric", ""), "margin": rc.get("margin", 0.0),

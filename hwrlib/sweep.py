@@ -364,7 +364,7 @@ def _remove_stale_tmp(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None = None,
+def plan_points(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None = None,
          data_dir: str | None = None) -> list[dict[str, Any]]:
     """Every point of the grids with whether it is complete (or invalid).
 
@@ -485,7 +485,7 @@ def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: i
         SweepError: the scheduler cannot be reached, or no worker joined it within ``worker_timeout`` seconds.
     """
     notebook = str(Path(notebook).resolve())
-    points = plan(notebook, grid, results_dir, data_dir)
+    points = plan_points(notebook, grid, results_dir, data_dir)
     todo = [p for p in points if p["status"] == "todo"]
     if not todo:
         return points
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"notebook {args.notebook} does not exist")
     try:
         grid = [load_grid(g) for g in args.grid] or [{}]
-        points = (plan(str(Path(args.notebook).resolve()), grid, args.results_dir, args.data_dir) if args.dry_run else
+        points = (plan_points(str(Path(args.notebook).resolve()), grid, args.results_dir, args.data_dir) if args.dry_run else
                   sweep(args.notebook, grid, args.workers, args.scheduler, args.results_dir, args.threads,
                         data_dir=args.data_dir, worker_timeout=args.worker_timeout))
     except (ValueError, FileNotFoundError) as e:
