@@ -159,8 +159,8 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
     """The report's Markdown (figures written beside it), the headline table and ``verdicts.csv``'s frame."""
     root = paths.results_dir(results_dir)
     all_runs = load_runs(results_dir)
-    runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])] if not all_runs.empty else all_runs
-    paper_runs = runs[runs["profile"] == "paper"] if not runs.empty else runs
+    runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])]
+    paper_runs = runs[runs["profile"] == "paper"]
     per = claims_table(all_runs)
     per = per[~per["verdict"].isin([Verdict.REFERENCE])]
     robust = robust_table(all_runs, per=per)
@@ -177,7 +177,7 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
     for paper in ("001", "002", "003", "004"):
         parts += _paper_section(paper, per, robust, *extras[paper], cmds, figs)
     n000 = int((robust["paper"] == "000").sum())
-    synth = runs[(runs["paper"] == "000") & (runs["profile"] == "study")] if not runs.empty else runs
+    synth = runs[(runs["paper"] == "000") & (runs["profile"] == "study")]
     parts += [f"## 000: {TITLES['000']}",
               f"All {n000} claims need CASIA-HWDB1.1, which this machine cannot have (README): none is judged. The "
               "study on synth-hwdb (SYNTHETIC data) measures the same networks and readings for the pipeline's sake "
@@ -192,7 +192,7 @@ def _paper_extras(all_runs: pd.DataFrame, runs: pd.DataFrame, paper_runs: pd.Dat
     """Per paper: (its own figures by name, its own tables and text), as they follow its claims."""
     curves = {p: ({f"{p}_curves": fig} if (fig := protocol_curves(all_runs, p)) else {}) for p in ("001", "002")}
     sens = p002_figures.sensitivity_figure(paper_runs)
-    t2 = p004_figures.table2(paper_runs[paper_runs["paper"] == "004"] if not paper_runs.empty else paper_runs)
+    t2 = p004_figures.table2(paper_runs[paper_runs["paper"] == "004"])
     return {
         "001": (curves["001"], []),
         "002": ({**curves["002"], **({"002_sensitivity": sens} if sens else {})},

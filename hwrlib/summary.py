@@ -145,7 +145,7 @@ def _protocol(paper: str, key: str) -> str:
 def protocol_runs(runs: pd.DataFrame, paper: str, params: dict[str, Any]) -> pd.DataFrame:
     """The runs of exactly the protocol ``params`` denote (one per seed); ``device`` in ``params`` keeps the runs
     that ran there."""
-    if runs.empty or "protocol" not in runs:
+    if "protocol" not in runs:  # a made-up table, not a frame of runs
         return runs.iloc[0:0]
     sel = runs[runs["protocol"] == protocol(paper, params)]
     if "device" in params:  # a record that does not say where it ran is not evidence of where it ran
@@ -215,7 +215,7 @@ def finding(judged: stats.Judgement | Verdict, measured: str = "", runs: pd.Data
 def cost(runs: pd.DataFrame | None) -> dict[str, Any]:
     """What the runs took: ``{"spent": {run_path: (wall minutes, on a GPU)}}`` (a grouped 003 run's time is its
     group's, so each replica counts for its share). Keyed by run, so a run two readings share counts once."""
-    if runs is None or runs.empty or not {"wall_seconds", "train_seconds"} & set(runs):
+    if runs is None or not {"wall_seconds", "train_seconds"} & set(runs):
         return {"spent": {}}
     seconds = runs["wall_seconds"] if "wall_seconds" in runs else pd.Series(math.nan, index=runs.index)
     if "train_seconds" in runs:  # 003's baselines record their fit time only; a resumed run's wall time is its
@@ -454,5 +454,5 @@ def style_verdicts(table: pd.DataFrame):
 def runs_of(cfg, runs: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     """The runs of the protocol of an experiment config (of one of its models): a notebook's own table."""
     record = (cfg.for_model(model) if model else cfg).record()
-    return runs[runs["protocol"] == protocol_id(cfg.paper, record)] if "protocol" in runs else runs.iloc[0:0]
+    return runs[runs["protocol"] == protocol_id(cfg.paper, record)]
 

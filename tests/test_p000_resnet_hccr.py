@@ -14,7 +14,7 @@ from hwrlib.experiments.p000_figures import summary_000, table1, table1_runs, wi
 from hwrlib.experiments.p000_resnet_hccr import HCCRLoss, load_data, make_loaders
 from hwrlib.models import count_params, create_model, layer_table
 from hwrlib.models.resnet_hccr import prod_a, shortcut_scalars
-from hwrlib.results import load_runs
+from hwrlib.results import load_runs, runs_frame
 from hwrlib.train import fit, make_optimizer, score
 from test_models import inception_hccr_params, resnet_hccr_params
 
@@ -149,7 +149,7 @@ def _smoke(results_tmp, **kw):
     return P000Config.from_params(profile="smoke", results_dir=str(results_tmp), **kw)
 
 
-def test_smoke_run_writes_a_complete_folder(results_tmp, one_thread):
+def test_smoke_run_writes_a_complete_folder(results_tmp, one_thread, monkeypatch):
     runs = train_runs(_smoke(results_tmp))
     assert [r.config["prod_weight"] for r in runs] == [0.01, 0.0]  # the run and its prod_a demo counterpart
     run = runs[0]
@@ -172,7 +172,11 @@ def test_smoke_run_writes_a_complete_folder(results_tmp, one_thread):
     assert t.loc["Improved residual model", "verdict"] == "not comparable (SYNTHETIC data)"
     assert t.loc["ResNet", "verdict"] == "not yet run"
     summary_000(frame, "paper")  # draws from the files; no error
-    summary_000(pd.DataFrame())
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    summary_000(runs_frame([]))
+    note, table = shown
+    assert "no runs yet" in note.data and set(table["verdict"]) == {"not yet run", "reference"}
 
 
 def test_same_seed_same_numbers_and_resume(results_tmp, one_thread, tmp_path):

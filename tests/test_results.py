@@ -10,7 +10,7 @@ import yaml
 
 from hwrlib import results
 from hwrlib.experiments import P001Config, P002Config, run_dirs
-from hwrlib.results import RunDir, atomic_write_text, load_runs, run_id
+from hwrlib.results import RUN_COLUMNS, RunDir, atomic_write_text, load_runs, run_id, runs_frame
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
@@ -161,3 +161,18 @@ def test_a_full_disk_or_unwritable_folder_is_named_and_leaves_nothing(tmp_path, 
     with pytest.raises(ResultsWriteError, match="No space left on device.*free space"):
         atomic_write_text(folder / "config.yaml", "x")
     assert list(folder.iterdir()) == []  # no config.yaml, no temp file
+
+
+def test_a_frame_of_no_runs_has_the_schema_columns(tmp_path):
+    """No runs is a frame like any other: the columns every record has, typed, so selecting by them needs no guard."""
+    for empty in (load_runs(tmp_path), runs_frame([])):
+        assert empty.empty and list(empty.columns) == list(RUN_COLUMNS)
+        assert {c: str(t) for c, t in empty.dtypes.items()} == RUN_COLUMNS
+        assert empty[(empty["paper"] == "003") & (empty["profile"] == "paper")].empty
+    assert load_runs(tmp_path).attrs["damaged"] == []
+
+
+def test_every_committed_record_has_the_schema_columns():
+    runs = load_runs()
+    assert set(RUN_COLUMNS) <= set(runs.columns)
+    assert runs[list(RUN_COLUMNS)].notna().all().all()

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from hwrlib import summary
-from hwrlib.results import RunDir, load_runs, run_id
+from hwrlib.results import RunDir, load_runs, run_id, runs_frame
 from hwrlib.summary import (ClaimError, claim_readings, claims_table, judge_claim, load_claims, parse_claimed,
                             protocol, protocol_runs)
 from hwrlib.verdict import Verdict
@@ -36,7 +36,7 @@ def test_metric_claim_verdicts():
 def test_unmatched_runs_are_not_yet_run_and_another_profile_is_an_indication():
     assert judge_claim(CLAIM, runs(0.993, profile="quick"))["verdict"] == "not yet run"
     assert judge_claim(CLAIM, runs(0.993, train_size=3000))["verdict"] == "not yet run"
-    assert judge_claim(CLAIM, pd.DataFrame())["verdict"] == "not yet run"
+    assert judge_claim(CLAIM, runs_frame([]))["verdict"] == "not yet run"
     quick = judge_claim(CLAIM, runs(0.993, 0.992, profile="quick"), profile="quick")
     assert quick["verdict"] is Verdict.INDICATION and quick["mean"] == pytest.approx(0.9925)
 
@@ -117,9 +117,9 @@ def test_claimed_values_are_read_as_printed(text, value, resolution):
 
 
 def test_model_claims_are_computed_from_the_registry():
-    table = claims_table(pd.DataFrame(), "001").iloc[0]
+    table = claims_table(runs_frame([]), "001").iloc[0]
     assert table["verdict"] == "not reproduced" and table["measured"] == "0"
-    lenet = claims_table(pd.DataFrame(), "003").set_index("claim").loc["LeNet-5 has about 60,000 parameters"]
+    lenet = claims_table(runs_frame([]), "003").set_index("claim").loc["LeNet-5 has about 60,000 parameters"]
     assert lenet["measured"] == "61,706" and lenet["verdict"] == "reproduced"
 
 

@@ -99,8 +99,6 @@ def _claims() -> dict[str, dict]:
 
 
 def _measured(runs: pd.DataFrame, model: str, metric: str) -> pd.Series:
-    if runs.empty or "model" not in runs:
-        return pd.Series(dtype=float)
     return runs.loc[runs["model"] == model, metric].dropna() if metric in runs else pd.Series(dtype=float)
 
 
@@ -123,7 +121,7 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
     under their first readings); on synth-hwdb it reads "not comparable (SYNTHETIC data)".
     """
     claims, rows = _claims(), []
-    datasets = sorted(set(runs["dataset"])) if not runs.empty and "dataset" in runs else []
+    datasets = sorted(set(runs["dataset"])) if "dataset" in runs else []  # 000's field: absent without 000 runs
     for model, (c1, c5) in TABLE1.items():
         for data in datasets or [None]:
             sel = runs[runs["dataset"] == data] if data else runs.iloc[0:0]
@@ -144,8 +142,6 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
 
 def same_protocol(runs: pd.DataFrame, cfg) -> pd.DataFrame:
     """The runs of ``cfg``'s protocol (a P000Config) for each of Table 1's networks: the notebook's Table 1."""
-    if runs.empty:
-        return runs
     return pd.concat([runs_of(cfg, runs, model) for model in TABLE1])
 
 
@@ -202,7 +198,7 @@ def runs_from_frame(runs: pd.DataFrame) -> list[Run]:
 def summary_000(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
     """The summary notebook's 000 section: Table 1, then Fig. 3 and prod a_i of the resnet_hccr runs."""
     from IPython.display import Markdown, display
-    sel = runs[runs["paper"] == "000"] if not runs.empty and "paper" in runs else pd.DataFrame()
+    sel = runs[runs["paper"] == "000"]
     if sel.empty:
         display(Markdown("**000**: no runs yet (`make reproduce` trains the quick profile on synth-hwdb)."))
         display(table1(sel))
@@ -217,7 +213,7 @@ def summary_000(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
     display(augmentation_table(sel))
     display(Markdown("Every reading (augmentation replace / expand, loss weighted / summed, optimizer), mean ± sd over "
                      "seeds:"))
-    display(readings_table(sel).style.hide(axis="index") if not sel.empty else "no runs")
+    display(readings_table(sel).style.hide(axis="index"))
     curves = runs_from_frame(sel[sel["model"] == "resnet_hccr"].drop_duplicates("prod_weight"))
     if curves:
         plot_losses(curves, title=f"000 Fig. 3 rebuilt ({profile} profile)")

@@ -51,8 +51,7 @@ def grid_runs(runs: pd.DataFrame, grid: str, claim: dict | None = None) -> pd.Da
     base = _where(claim)
     frames = [protocol_runs(runs, "003", {**base, **fields}).assign(setting=label)
               for label, fields in grid_settings(grid).items()]
-    sel = pd.concat(frames)
-    return sel if not sel.empty else runs.iloc[0:0]
+    return pd.concat(frames)
 
 
 def curves(runs: pd.DataFrame) -> pd.DataFrame:
@@ -330,7 +329,7 @@ def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """No overfitting: at the default setting (under the claim's penalty reading) the final test error lies within
     1 point of the run's lowest: holds when the seeds' mean rise has its 95 % interval below 1 point, fails above."""
     sel = protocol_runs(runs, "003", _where(claim))
-    h = curves(sel.assign(setting="default")) if not sel.empty else pd.DataFrame()
+    h = curves(sel.assign(setting="default"))
     if h.empty:
         return finding(Verdict.NOT_YET_RUN)
     whole = h[np.isclose(h["epoch"], h["epoch"].round())]
@@ -386,7 +385,7 @@ def history_frame(runs: list, label: str) -> pd.DataFrame:
 def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     """Fig. 4-7 from the ``profile`` grid runs (seed bands), each under both readings of "iteration" where it has
     an iteration axis, and once per penalty reading that has grid runs: name -> matplotlib Figure."""
-    sel = runs[(runs["paper"] == "003") & (runs["profile"] == profile)] if not runs.empty else runs
+    sel = runs[(runs["paper"] == "003") & (runs["profile"] == profile)]
     lambdas = sorted(sel["weight_decay"].dropna().unique()) if "weight_decay" in sel else []
     figs = {}
     for wd in lambdas:
@@ -414,7 +413,7 @@ def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
 def summary_section(runs: pd.DataFrame, profile: str = "paper") -> None:
     """The summary notebook's 003 section: Table 1, then Fig. 4-7 from the grids."""
     from IPython.display import display
-    sel = runs[runs["paper"] == "003"] if not runs.empty else runs
+    sel = runs[runs["paper"] == "003"]
     display(table1(sel, profile).style.hide(axis="index").set_properties(**{"text-align": "left"}))
     figs = figures(runs, profile)
     if not figs:

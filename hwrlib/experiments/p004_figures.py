@@ -126,8 +126,8 @@ def ratios(runs: pd.DataFrame) -> pd.DataFrame:
     rows = [{"quantity": "parameters", "device": "", "AlexNet": f"{params['alexnet_mod']:,}",
              "improved": f"{params['alexnet_ir']:,}", "measured ratio": params["alexnet_ir"] / params["alexnet_mod"],
              "claimed": "2.1e7 -> 8e5", "claimed ratio": 1 / 26}]
-    sel = runs[runs["model"].isin(list(CLAIMED_SECONDS))] if not runs.empty else runs
-    for device, g in (sel.groupby("device") if not sel.empty else []):
+    sel = runs[runs["model"].isin(list(CLAIMED_SECONDS))]
+    for device, g in sel.groupby("device"):
         sec = (50_000 / g.groupby("model")["train_images_per_second"].mean()).to_dict()
         if len(sec) < 2:
             continue
@@ -145,8 +145,8 @@ def summary_004(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
     otherwise the first profile that does (labelled as such), so a fresh `make reproduce` shows something.
     """
     from IPython.display import display
-    sel = runs[runs["paper"] == "004"] if not runs.empty else runs
-    verdict_runs = sel[sel["profile"] == verdict_profile] if not sel.empty else sel
+    sel = runs[runs["paper"] == "004"]
+    verdict_runs = sel[sel["profile"] == verdict_profile]
     display(style_verdicts(claims_table(verdict_runs, "004")))
     if sel.empty:
         print("004: no runs yet (`make reproduce` runs the quick profile, `make paper` the paper's)")
@@ -166,7 +166,7 @@ def summary_004(runs: pd.DataFrame, verdict_profile: str = "paper") -> None:
 
 def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     """Fig. 4 per data-split reading from the ``profile`` runs: name -> Figure (none without runs)."""
-    sel = runs[(runs["paper"] == "004") & (runs["profile"] == profile)] if not runs.empty else runs
+    sel = runs[(runs["paper"] == "004") & (runs["profile"] == profile)]
     if sel.empty:
         return {}
     splits = sel["train_split"].fillna("50k_val10k") if "train_split" in sel else pd.Series("50k_val10k", sel.index)
