@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from hwrlib.config import ConfigError
 from hwrlib.data import TensorLoader, load_mnist
 from hwrlib.experiments import P004Config
 from hwrlib.experiments import p004_figures as figs
@@ -122,20 +121,6 @@ def test_plateau_needs_a_validation_loss(mnist_ready):
     with pytest.raises(ValueError, match="val_loss"):
         fit(model, test, make_optimizer("adam", model.parameters(), 0.1), cpu, num_steps=2, plateau=Plateau(),
             evaluate_fn=lambda m: score(m, {"test": test}, cpu), progress=False)
-
-
-@pytest.mark.parametrize("params,name,fragment", [
-    ({"model": "nope"}, "model", "known models"), ({"batch_size": 0}, "batch_size", ">= 1"), ({"lr": -1}, "lr", "> 0"),
-    ({"compare_models": ["nope"]}, "compare_models", "unknown model"),
-    ({"conv3_padding": "full"}, "conv3_padding", "same"), ({"lr_patience": 0}, "lr_patience", ">= 1"),
-    ({"lr_factor": 2.0}, "lr_factor", "between 0 and 1"), ({"val_size": 20_000}, "val_size", "10000"),
-    ({"train_size": 60_000}, "train_size", "50000"), ({"dropout": 1.0}, "dropout", r"in \[0, 1\)"),
-])
-def test_bad_parameters_are_named(params, name, fragment, monkeypatch):
-    monkeypatch.delenv("HWR_PROFILE", raising=False)
-    with pytest.raises(ConfigError, match=fragment) as e:
-        P004Config.from_params(**params)
-    assert e.value.name == name
 
 
 def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tmp, one_thread):
