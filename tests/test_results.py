@@ -73,8 +73,17 @@ def test_load_runs_skips_unfinished(results_tmp):
 
 
 def test_environment_records_versions():
+    import platform
+    import subprocess
+
+    import numpy
+    import torch
     env = results.environment()
-    assert env["torch"].startswith("2.") and env["python"].count(".") == 2
+    assert (env["torch"], env["numpy"], env["python"]) == (torch.__version__, numpy.__version__,
+                                                           platform.python_version())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert env["git_commit"] in (head, f"{head}-dirty")
 
 
 def _committed_runs():
