@@ -314,10 +314,14 @@ def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,
     return frame
 
 
-def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate the per-evaluation metrics of ``runs`` (rows of :func:`load_runs`), keyed by run_id."""
+def load_metrics(runs: pd.DataFrame, columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Concatenate the per-evaluation metrics of ``runs`` (rows of :func:`load_runs`), keyed by run_id, with each
+    run's ``columns`` (its seed, a figure's label) beside its rows."""
     frames = [pd.read_csv(Path(p) / "metrics.csv").assign(run_id=r) for r, p in zip(runs.run_id, runs.run_path)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    h = pd.concat(frames, ignore_index=True)
+    return h.merge(runs[["run_id", *columns]], on="run_id") if columns else h
 
 
 def main(argv: list[str] | None = None) -> int:

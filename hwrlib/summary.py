@@ -241,7 +241,7 @@ def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     if metric in ("peak_mean_test_acc", "test_error_rise"):
         if "run_path" not in runs:  # rows without their folders (made-up tables): no curve to read
             return pd.Series(dtype=float)
-        h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
+        h = load_metrics(runs, ["seed"])
     if metric == "peak_mean_test_acc":
         curve = h[h["step"] > 0].pivot_table(index="epoch", columns="seed", values="test_acc").dropna()
         return curve.loc[curve.mean(axis=1).idxmax()] if not curve.empty else pd.Series(dtype=float)

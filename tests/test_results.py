@@ -70,6 +70,7 @@ def test_load_runs_skips_unfinished(results_tmp):
     assert runs["model"].tolist() == ["a"] and runs["final_test_acc"].tolist() == [0.9]
     assert json.loads((done.path / "final.json").read_text())["final_test_acc"] == 0.9
     assert results.load_metrics(runs)["test_acc"].tolist() == [0.9]
+    assert results.load_metrics(runs, ["model"])[["test_acc", "model"]].values.tolist() == [[0.9, "a"]]
 
 
 def test_environment_records_versions():

@@ -58,7 +58,7 @@ def curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-evaluation metrics of ``runs`` joined with their ``setting`` and ``seed``."""
     if runs.empty:
         return pd.DataFrame()
-    h = load_metrics(runs).merge(runs[["run_id", "setting", "seed"]], on="run_id")
+    h = load_metrics(runs, ["setting", "seed"])
     return h.assign(test_error_pct=100 * h["test_error"], test_acc_pct=100 * h["test_acc"],
                     train_acc_pct=100 * h["train_acc"])
 
@@ -202,6 +202,13 @@ def _judged(parts: dict[str, Judgement], text: str, h: pd.DataFrame, sel: pd.Dat
     return finding(j, text, sel, n=h["seed"].nunique(), method="paired t (by seed), every comparison")
 
 
+def _judged_means(what: str, per: dict[str, pd.Series], order: list[str], unit: str, pairs: dict[str, Judgement],
+                  h: pd.DataFrame, sel: pd.DataFrame) -> dict[str, Any]:
+    """:func:`_judged`, said as each setting's mean of ``what`` and then the paired differences."""
+    text = f"{what}: {_fmt_means(per, order, unit)}; paired differences (95 % CI): {_fmt_pairs(pairs, ' pt')}"
+    return _judged(pairs, text, h, sel)
+
+
 def _grid(runs: pd.DataFrame, grid: str, claim: dict, need: set[str] | int = 3):
     """(curves, runs) of a claim's grid, or None when a setting it needs has no runs yet."""
     sel = grid_runs(runs, grid, claim)
@@ -256,8 +263,7 @@ def judge_filters(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     order = _order(h["setting"].unique().tolist())
     speed = by_setting(h, mean_error(h, _x(claim)))
     pairs = {f"{other} - 6-12": below(speed, "6-12", other) for other in order if other != "6-12"}
-    return _judged(pairs, f"mean test error: {_fmt_means(speed, order, ' %')}; paired differences (95 % CI): "
-                          f"{_fmt_pairs(pairs, ' pt')}", h, sel)
+    return _judged_means("mean test error", speed, order, " %", pairs, h, sel)
 
 
 def oscillation(h: pd.DataFrame) -> pd.Series:
@@ -277,8 +283,7 @@ def judge_lr2_oscillates(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     order = _order(h["setting"].unique().tolist())
     osc = by_setting(h, oscillation(h))
     pairs = {f"2 - {other}": below(osc, other, "2") for other in order if other != "2"}
-    return _judged(pairs, f"mean |change| of test error between evaluations, 2nd half: {_fmt_means(osc, order, ' pt')}; "
-                          f"paired differences (95 % CI): {_fmt_pairs(pairs, ' pt')}", h, sel)
+    return _judged_means("mean |change| of test error between evaluations, 2nd half", osc, order, " pt", pairs, h, sel)
 
 
 def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
@@ -290,8 +295,7 @@ def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     order = [s for s in _order(h["setting"].unique().tolist()) if s != "2"]
     speed = by_setting(h, mean_error(h, _x(claim)))
     pairs = {f"{a} - {b}": below(speed, b, a) for a, b in zip(order, order[1:])}
-    return _judged(pairs, f"mean test error: {_fmt_means(speed, order, ' %')}; paired differences (95 % CI): "
-                          f"{_fmt_pairs(pairs, ' pt')}", h, sel)
+    return _judged_means("mean test error", speed, order, " %", pairs, h, sel)
 
 
 def judge_fig7_mse(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:

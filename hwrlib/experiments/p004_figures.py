@@ -32,7 +32,7 @@ def curves(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     runs = runs.assign(run_id=runs["run_path"])
-    h = load_metrics(runs).merge(runs[["run_id", "model", "seed"]], on="run_id")
+    h = load_metrics(runs, ["model", "seed"])
     return h.assign(test_acc_pct=100 * h["test_acc"], label=h["model"].map(LABELS).fillna(h["model"]))
 
 
