@@ -126,6 +126,10 @@ class ExperimentConfig:
         :func:`~hwrlib.experiments.registry.plan` plans (run folders, and the function that trains them)."""
         raise NotImplementedError(f"{type(self).__name__} must declare its runs in jobs()")
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of this run's model beyond its name: the :attr:`MODEL_FIELDS` that apply to it."""
+        return {f: getattr(self, f) for f, models in self.MODEL_FIELDS.items() if self.model in models}
+
     def for_model(self, model: str, **changes: Any):
         """This config for one of its models: fields that do not apply to ``model`` reset to their default."""
         defaults = self.defaults()

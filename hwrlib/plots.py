@@ -88,7 +88,7 @@ def protocol_curves(runs, paper: str, profile: str = "paper"):
                      for label, fields in CURVES[paper].items()])
     if sel.empty:
         return None
-    h = load_metrics(sel).merge(sel[["run_id", "runs"]], on="run_id")
+    h = load_metrics(sel, ["runs"])
     return plot_metrics(h, hue="runs", title=f"{paper}: {profile} protocols, mean and 95% band over seeds")
 
 

@@ -93,7 +93,7 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
     """The report's Markdown (figures written beside it), the headline table and ``verdicts.csv``'s frame."""
     root = paths.results_dir(results_dir)
     all_runs = load_runs(results_dir)
-    runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])] if not all_runs.empty else all_runs
+    runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])]
     per = claims_table(all_runs)
     per = per[~per["verdict"].isin([Verdict.REFERENCE])]
     robust = robust_table(all_runs, per=per)

@@ -26,11 +26,18 @@ import pandas as pd
 import yaml
 
 from . import paths
+from .config import ExperimentConfig
 
-# config fields that say where or how to run, not what: they do not change the run id
-NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "results_dir"})
+# what a run id leaves out of a record: a config's NON_IDENTITY fields (never recorded, should a record carry them)
+# and ``device``, which config.yaml records (what was asked for) but which does not make another run
+NON_IDENTITY = ExperimentConfig.NON_IDENTITY | {"device"}
 # fields that tell one seed's run of a protocol from another's: a protocol is a run's identity without them
 SEED_FIELDS = frozenset({"seed", "data_seed", "seed_group"})
+# the columns (and types) of every frame of runs, one of no runs too, so that selecting by them needs no guard: the
+# fields every record has (config.yaml's and final.json's) and the columns load_runs derives (results/README.md)
+RUN_COLUMNS = {"paper": "str", "profile": "str", "model": "str", "seed": "int64", "device": "str",
+               "final_test_acc": "float64", "run_id": "str", "run_path": "str", "protocol": "str",
+               "did_not_train": "bool"}
 
 
 class ResultsWriteError(OSError):
@@ -72,7 +79,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def run_id(config: dict[str, Any]) -> str:
     """Readable, stable id: ``<profile>-<model>-s<seed>-<hash of every identity field>``."""
-    identity = {k: v for k, v in sorted(config.items()) if k not in NON_IDENTITY_FIELDS}
+    identity = {k: v for k, v in sorted(config.items()) if k not in NON_IDENTITY}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{config.get('profile', 'run')}-{config.get('model', 'model')}-s{config.get('seed', 0)}-{digest}"
 
@@ -81,7 +88,7 @@ def protocol_id(paper: str, config: dict[str, Any]) -> str:
     """The protocol a run belongs to: ``<paper>:<profile>-<model>-<hash>``, the hash of its identity fields
     without the seed-like ones (:data:`SEED_FIELDS`). Runs of one protocol differ only in their seeds."""
     identity = {k: v for k, v in sorted(config.items())
-                if k not in NON_IDENTITY_FIELDS | SEED_FIELDS and k != "paper"}
+                if k not in NON_IDENTITY | SEED_FIELDS and k != "paper"}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{paper}:{config.get('profile', 'run')}-{config.get('model', 'model')}-{digest}"
 
@@ -200,11 +207,23 @@ class Run:
 
 
 def runs_frame(runs: list[Run]) -> pd.DataFrame:
-    """Runs as rows like those of :func:`load_runs` (config, then final record)."""
-    return pd.DataFrame([{**r.config, **r.final, "run_id": Path(r.path).name, "run_path": str(r.path),
-                          "protocol": protocol_id(str(r.config.get("paper", Path(r.path).parent.name)), r.config),
-                          "did_not_train": did_not_train(r.metrics, int(r.final.get("num_classes") or 10))}
-                         for r in runs])
+    """Runs as rows like those of :func:`load_runs` (config, then final record), in its columns."""
+    return _frame([_row(Path(r.path), r.config, r.final, r.metrics) for r in runs])
+
+
+def _row(folder: Path, config: dict[str, Any], final: dict[str, Any], metrics: pd.DataFrame) -> dict[str, Any]:
+    """A record as a row of a frame of runs: its config, its final record, then the columns derived when read."""
+    paper = str(config.get("paper", folder.parent.name))
+    return {**config, **final, "run_id": folder.name, "run_path": str(folder), "protocol": protocol_id(paper, config),
+            "did_not_train": did_not_train(metrics, int(final.get("num_classes") or 10))}
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of runs as a frame with at least :data:`RUN_COLUMNS` (typed when there are no rows)."""
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RUN_COLUMNS.items()})
+    frame = pd.DataFrame(rows)
+    return frame.reindex(columns=[*frame.columns, *(c for c in RUN_COLUMNS if c not in frame)])
 
 
 def machine_record(t0: float, device, seed: int, optimizer=None) -> dict[str, Any]:
@@ -276,14 +295,12 @@ def check_run(folder: Path) -> dict[str, Any]:
     identity = {k: v for k, v in cfg.items() if k != "paper"}
     if run_id(identity) != folder.name:
         raise DamagedRecord(f"the folder's name is not the id of its config.yaml ({run_id(identity)})")
-    paper = str(cfg.get("paper", folder.parent.name))
-    return {**cfg, **final, "run_id": folder.name, "run_path": str(folder), "protocol": protocol_id(paper, cfg),
-            "did_not_train": did_not_train(h, int(final.get("num_classes") or 10))}
+    return _row(folder, cfg, final, h)
 
 
 def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,
               damaged: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """One row per complete run: its config columns, then its final.json fields.
+    """One row per complete run: its config columns, then its final.json fields; :data:`RUN_COLUMNS` always.
 
     Folders without final.json (runs in progress or interrupted) are skipped. A damaged record (see
     :func:`check_run`) is skipped too and, when ``damaged`` is a list, appended to it as ``(path, problem)``;
@@ -298,15 +315,19 @@ def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,
             bad.append((str(final.parent), str(e)))
     if damaged is not None:
         damaged.extend(bad)
-    frame = pd.DataFrame(rows)
+    frame = _frame(rows)
     frame.attrs["damaged"] = bad
     return frame
 
 
-def load_metrics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate the per-evaluation metrics of ``runs`` (rows of :func:`load_runs`), keyed by run_id."""
+def load_metrics(runs: pd.DataFrame, columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Concatenate the per-evaluation metrics of ``runs`` (rows of :func:`load_runs`), keyed by run_id, with each
+    run's ``columns`` (its seed, a figure's label) beside its rows."""
     frames = [pd.read_csv(Path(p) / "metrics.csv").assign(run_id=r) for r, p in zip(runs.run_id, runs.run_path)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    h = pd.concat(frames, ignore_index=True)
+    return h.merge(runs[["run_id", *columns]], on="run_id") if columns else h
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,7 +145,7 @@ def _protocol(paper: str, key: str) -> str:
 def protocol_runs(runs: pd.DataFrame, paper: str, params: dict[str, Any]) -> pd.DataFrame:
     """The runs of exactly the protocol ``params`` denote (one per seed); ``device`` in ``params`` keeps the runs
     that ran there."""
-    if runs.empty or "protocol" not in runs:
+    if "protocol" not in runs:  # a made-up table, not a frame of runs
         return runs.iloc[0:0]
     sel = runs[runs["protocol"] == protocol(paper, params)]
     if "device" in params:  # a record that does not say where it ran is not evidence of where it ran
@@ -215,7 +215,7 @@ def finding(judged: stats.Judgement | Verdict, measured: str = "", runs: pd.Data
 def cost(runs: pd.DataFrame | None) -> dict[str, Any]:
     """What the runs took: ``{"spent": {run_path: (wall minutes, on a GPU)}}`` (a grouped 003 run's time is its
     group's, so each replica counts for its share). Keyed by run, so a run two readings share counts once."""
-    if runs is None or runs.empty or not {"wall_seconds", "train_seconds"} & set(runs):
+    if runs is None or not {"wall_seconds", "train_seconds"} & set(runs):
         return {"spent": {}}
     seconds = runs["wall_seconds"] if "wall_seconds" in runs else pd.Series(math.nan, index=runs.index)
     if "train_seconds" in runs:  # 003's baselines record their fit time only; a resumed run's wall time is its
@@ -241,7 +241,7 @@ def by_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     if metric in ("peak_mean_test_acc", "test_error_rise"):
         if "run_path" not in runs:  # rows without their folders (made-up tables): no curve to read
             return pd.Series(dtype=float)
-        h = load_metrics(runs).merge(runs[["run_id", "seed"]], on="run_id")
+        h = load_metrics(runs, ["seed"])
     if metric == "peak_mean_test_acc":
         curve = h[h["step"] > 0].pivot_table(index="epoch", columns="seed", values="test_acc").dropna()
         return curve.loc[curve.mean(axis=1).idxmax()] if not curve.empty else pd.Series(dtype=float)
@@ -267,7 +267,7 @@ def _model_metric(claim: dict[str, Any]) -> float | None:
     return value(claim["model"]) / value(claim["than_model"]) if "than_model" in claim else value(claim["model"])
 
 
-def _judge(claim: dict[str, Any]):
+def _curve_judge(claim: dict[str, Any]):
     """The function named by a curve claim's ``judge: module:function`` (relative to hwrlib)."""
     module, name = claim["judge"].split(":")
     return getattr(importlib.import_module(f"hwrlib.{module}"), name)
@@ -282,8 +282,8 @@ def _at_profile(claim: dict[str, Any], profile: str | None) -> tuple[dict[str, A
     return {**claim, **{k: {**claim[k], "profile": profile} for k in ("where", "than") if k in claim}}, True
 
 
-def evaluate(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = None) -> dict[str, Any]:
-    """One claim (as read under one reading) -> a :func:`finding` row.
+def judge_claim(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = None) -> dict[str, Any]:
+    """Judge one claim (as read under one reading) against ``runs``: a :func:`finding` row.
 
     ``profile``: the profile ``runs`` were trained at (a notebook's); a claim of another profile then reads the
     same protocol at that profile and answers :attr:`Verdict.INDICATION`, never a verdict.
@@ -299,13 +299,13 @@ def evaluate(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None = No
               else abs(value - claim["claimed"]) <= delta(claim) + 1e-12)
         return finding(Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, mean=value, n=1, delta=delta(claim))
     claim, indication = _at_profile(claim, profile)
-    out = _judge(claim)(runs, claim) if kind == "curve" else _measure(claim, runs)
+    out = _curve_judge(claim)(runs, claim) if kind == "curve" else _judge_measured(claim, runs)
     if indication and out["verdict"] is not Verdict.NOT_YET_RUN:
         out["verdict"] = Verdict.INDICATION
     return out
 
 
-def _measure(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
+def _judge_measured(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
     """Metric, comparison and ratio claims: each side's protocol runs, one value per seed, judged by stats."""
     paper, metric = claim["paper"], claim["metric"]
     a = protocol_runs(runs, paper, claim["where"])
@@ -352,7 +352,7 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
         if kinds and c["kind"] not in kinds:
             continue
         for reading, rc in claim_readings(c):
-            r = evaluate(rc, runs, profile)
+            r = judge_claim(rc, runs, profile)
             rows.append({"paper": c["paper"], "id": c["id"], "claim": c["text"], "reading": reading,
                          "source": c["source"], **_shown(rc, r), "finding": r, "spent": r["spent"],
                          "kind": rc["kind"], "metric": rc.get("metric", ""), "margin": rc.get("margin", 0.0),
@@ -454,5 +454,5 @@ def style_verdicts(table: pd.DataFrame):
 def runs_of(cfg, runs: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     """The runs of the protocol of an experiment config (of one of its models): a notebook's own table."""
     record = (cfg.for_model(model) if model else cfg).record()
-    return runs[runs["protocol"] == protocol_id(cfg.paper, record)] if "protocol" in runs else runs.iloc[0:0]
+    return runs[runs["protocol"] == protocol_id(cfg.paper, record)]
 

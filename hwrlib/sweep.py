@@ -47,6 +47,7 @@ from traitlets import Dict, Unicode
 from traitlets.config import Config
 
 from . import paths
+from .config import ExperimentConfig
 from .experiments import experiment_config, run_dirs
 
 TMP_NOTEBOOK = ".notebook.tmp.ipynb"  # papermill wants the .ipynb suffix
@@ -54,8 +55,6 @@ LOCK = ".lock"
 HEARTBEAT_S = 60.0  # a running point touches its locks this often...
 STALE_AFTER_S = 15 * 60.0  # ...so a lock untouched this long lost its holder, even one on another host
 POLL_S = 2.0  # how often the client looks for finished points and live workers
-# the parameters the client adds to every point (where to write, which profile): not shown in the report
-CLIENT_PARAMS = ("results_dir", "data_dir", "profile")
 
 
 class SweepError(RuntimeError):
@@ -365,7 +364,7 @@ def _remove_stale_tmp(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None = None,
+def plan_points(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_dir: str | None = None,
          data_dir: str | None = None) -> list[dict[str, Any]]:
     """Every point of the grids with whether it is complete (or invalid).
 
@@ -382,8 +381,9 @@ def plan(notebook: str, grids: dict[str, Any] | list[dict[str, Any]], results_di
         params = {**given,
                   "results_dir": str(paths.results_dir(results_dir or given.get("results_dir")).resolve()),
                   "data_dir": str(paths.data_dir(data_dir or given.get("data_dir")).resolve())}
+        # the report shows what the grid chose, not where the client told every point to write
         item: dict[str, Any] = {"params": params,
-                                "shown": {k: v for k, v in given.items() if k not in ("results_dir", "data_dir")}}
+                                "shown": {k: v for k, v in given.items() if k not in ExperimentConfig.NON_IDENTITY}}
         try:
             cfg = config_cls.from_params(**params)
             params["profile"] = cfg.profile
@@ -485,7 +485,7 @@ def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: i
         SweepError: the scheduler cannot be reached, or no worker joined it within ``worker_timeout`` seconds.
     """
     notebook = str(Path(notebook).resolve())
-    points = plan(notebook, grid, results_dir, data_dir)
+    points = plan_points(notebook, grid, results_dir, data_dir)
     todo = [p for p in points if p["status"] == "todo"]
     if not todo:
         return points
@@ -504,8 +504,7 @@ def sweep(notebook: str, grid: dict[str, Any] | list[dict[str, Any]], workers: i
 def _report(points: list[dict[str, Any]]) -> str:
     lines = []
     for p in points:
-        shown = p.get("shown", {k: v for k, v in p["params"].items() if k not in CLIENT_PARAMS})
-        line = f"{p['status']:8s} {shown}" + ("  (retried once after its worker died)" if p.get("retried") else "")
+        line = f"{p['status']:8s} {p['shown']}" + ("  (retried once after its worker died)" if p.get("retried") else "")
         if p["status"] in ("failed", "busy"):
             line += f"\n         {'error' if p['status'] == 'failed' else 'why'}: {p['error']}"
             line += f"\n         see: {p['notebook']}" if p.get("notebook") else ""
@@ -537,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"notebook {args.notebook} does not exist")
     try:
         grid = [load_grid(g) for g in args.grid] or [{}]
-        points = (plan(str(Path(args.notebook).resolve()), grid, args.results_dir, args.data_dir) if args.dry_run else
+        points = (plan_points(str(Path(args.notebook).resolve()), grid, args.results_dir, args.data_dir) if args.dry_run else
                   sweep(args.notebook, grid, args.workers, args.scheduler, args.results_dir, args.threads,
                         data_dir=args.data_dir, worker_timeout=args.worker_timeout))
     except (ValueError, FileNotFoundError) as e:

@@ -5,29 +5,83 @@ from pathlib import Path
 import pytest
 
 from hwrlib.config import ConfigError
-from hwrlib.experiments import P001Config, P002Config, experiment_config
+from hwrlib.experiments import P001Config, P002Config, create_experiment, experiment_config, list_experiments
 
 
-@pytest.mark.parametrize("params,name,fragment", [
-    ({"model": "nope"}, "model", "known models: .*blog_cnn"),
-    ({"batch_size": 0}, "batch_size", ">= 1"),
-    ({"lr": -1}, "lr", "> 0"),
-    ({"lr": "fast"}, "lr", "expected float"),
-    ({"num_epochs": 2.5}, "num_epochs", "expected int"),
-    ({"optimizer": "lbfgs"}, "optimizer", "adam"),
-    ({"profile": "full"}, "profile", "quick"),
-    ({"device": "tpu"}, "device", "auto"),
-    ({"compare_models": ["x"]}, "compare_models", "unknown model"),
-    ({"train_size": 70_000}, "train_size", "60000"),
-    ({"activation": "gelu"}, "activation", "relu"),
+# a bad parameter is an error naming it: (params, the parameter named, a fragment of the message). Every experiment
+# takes the common cases, and its own
+COMMON_BAD = [
     ({"bogus": 1}, "bogus", "unknown parameter"),
     ({"seed": True}, "seed", "expected int"),
-])
-def test_bad_parameter_is_named(params, name, fragment, monkeypatch):
+    ({"seed": -1}, "seed", ">= 0"),
+    ({"device": "tpu"}, "device", "auto"),
+    ({"profile": "nope"}, "profile", "quick"),
+]
+BAD = {
+    "000": [
+        ({"model": "resnet18"}, "model", "resnet_hccr"),
+        ({"dataset": "casia"}, "dataset", "synth"),
+        ({"num_steps": 0}, "num_steps", ">= 1"),
+        ({"num_steps": 10, "num_epochs": 2}, "num_epochs", "not both"),
+        ({"lr_schedule": "step"}, "lr_schedule", "cosine"),
+        ({"prod_weight": -1}, "prod_weight", ">= 0"),
+        ({"width": 0}, "width", "> 0"),
+        ({"eval_every": 10, "log_every": 3}, "log_every", "divide"),
+        ({"synth_writers": 1}, "synth_writers", "2 writers"),
+        ({"flip": "yes"}, "flip", "expected bool"),
+    ],
+    "001": [
+        ({"model": "nope"}, "model", "known models: .*blog_cnn"),
+        ({"optimizer": "lbfgs"}, "optimizer", "rmsprop"),
+    ],
+    "002": [
+        ({"model": "nope"}, "model", "known models: .*blog_cnn"),
+        ({"batch_size": 0}, "batch_size", ">= 1"),
+        ({"lr": -1}, "lr", "> 0"),
+        ({"lr": "fast"}, "lr", "expected float"),
+        ({"num_epochs": 2.5}, "num_epochs", "expected int"),
+        ({"optimizer": "lbfgs"}, "optimizer", "adam"),
+        ({"profile": "full"}, "profile", "quick"),
+        ({"compare_models": ["x"]}, "compare_models", "unknown model"),
+        ({"train_size": 70_000}, "train_size", "60000"),
+        ({"activation": "gelu"}, "activation", "relu"),
+    ],
+    "003": [
+        ({"batch_size": 64}, "batch_size", "must divide train_size"),
+        ({"c1": 0}, "c1", ">= 1"),
+        ({"lr": 0}, "lr", "> 0"),
+        ({"subsampling": "max"}, "subsampling", "toolbox"),
+        ({"weight_decay": -1.0}, "weight_decay", ">= 0"),
+        ({"train_size": 70_000}, "train_size", "60,000 training"),
+        ({"folds": 1}, "folds", ">= 2 folds"),
+    ],
+    "004": [
+        ({"model": "nope"}, "model", "known models"),
+        ({"batch_size": 0}, "batch_size", ">= 1"),
+        ({"lr": -1}, "lr", "> 0"),
+        ({"compare_models": ["nope"]}, "compare_models", "unknown model"),
+        ({"conv3_padding": "full"}, "conv3_padding", "same"),
+        ({"lr_patience": 0}, "lr_patience", ">= 1"),
+        ({"lr_factor": 2.0}, "lr_factor", "between 0 and 1"),
+        ({"val_size": 20_000}, "val_size", "10000"),
+        ({"train_size": 60_000}, "train_size", "50000"),
+        ({"dropout": 1.0}, "dropout", r"in \[0, 1\)"),
+    ],
+}
+
+
+def test_every_experiment_has_its_bad_parameter_cases():
+    assert sorted(BAD) == list_experiments()
+
+
+@pytest.mark.parametrize("paper,params,name,fragment", [
+    pytest.param(paper, params, name, fragment, id=f"{paper}-{'-'.join(f'{k}={v}' for k, v in params.items())}")
+    for paper in list_experiments() for params, name, fragment in [*COMMON_BAD, *BAD.get(paper, [])]])
+def test_bad_parameter_is_named(paper, params, name, fragment, monkeypatch):
     monkeypatch.delenv("HWR_PROFILE", raising=False)
     with pytest.raises(ConfigError, match=fragment) as e:
-        P002Config.from_params(**params)
-    assert e.value.name == name and f"parameter {name!r}" in str(e.value)
+        create_experiment(paper, **params)
+    assert e.value.name == name and str(e.value).startswith(f"parameter {name!r}: ")
 
 
 def test_profiles_fill_unset_fields(monkeypatch):
@@ -109,3 +163,25 @@ def test_a_batch_larger_than_the_training_set_is_named(paper, params, monkeypatc
     monkeypatch.delenv("HWR_PROFILE", raising=False)
     with pytest.raises(ConfigError, match="'batch_size': must be at most the [0-9,]+ images of the training set"):
         create_experiment(paper, **params)
+
+
+# what each experiment's model_kwargs() returned when 002 and 004 spelled it out per model (non-default values, so a
+# field that leaked into another model's arguments, or one left out, shows)
+MODEL_KWARGS = {
+    "002": ({"activation": "tanh", "head": "hidden500"},
+            {"pytorch_cnn": {"activation": "tanh", "head": "hidden500"}}),
+    "004": ({"conv3_padding": "valid", "dropout": 0.25},
+            {"alexnet_ir": {"conv3_padding": "valid", "dropout": 0.25}, "alexnet_mod": {"dropout": 0.25}}),
+    "001": ({}, {}),
+}
+
+
+@pytest.mark.parametrize("paper", sorted(MODEL_KWARGS))
+def test_model_kwargs_are_the_model_fields_that_apply(paper, monkeypatch):
+    from hwrlib.experiments import create_experiment
+    from hwrlib.models import list_models
+    monkeypatch.delenv("HWR_PROFILE", raising=False)
+    params, expected = MODEL_KWARGS[paper]
+    cfg = create_experiment(paper, **params)
+    for model in list_models():
+        assert cfg.for_model(model, **params).model_kwargs() == expected.get(model, {}), model

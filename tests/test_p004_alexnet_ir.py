@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from hwrlib.config import ConfigError
 from hwrlib.data import TensorLoader, load_mnist
 from hwrlib.experiments import P004Config
 from hwrlib.experiments import p004_figures as figs
@@ -126,20 +125,6 @@ def test_plateau_needs_a_validation_loss(mnist_ready):
         fit(model, test, opt, cpu, loop, num_steps=2, schedule=Plateau(), progress=False)
 
 
-@pytest.mark.parametrize("params,name,fragment", [
-    ({"model": "nope"}, "model", "known models"), ({"batch_size": 0}, "batch_size", ">= 1"), ({"lr": -1}, "lr", "> 0"),
-    ({"compare_models": ["nope"]}, "compare_models", "unknown model"),
-    ({"conv3_padding": "full"}, "conv3_padding", "same"), ({"lr_patience": 0}, "lr_patience", ">= 1"),
-    ({"lr_factor": 2.0}, "lr_factor", "between 0 and 1"), ({"val_size": 20_000}, "val_size", "10000"),
-    ({"train_size": 60_000}, "train_size", "50000"), ({"dropout": 1.0}, "dropout", r"in \[0, 1\)"),
-])
-def test_bad_parameters_are_named(params, name, fragment, monkeypatch):
-    monkeypatch.delenv("HWR_PROFILE", raising=False)
-    with pytest.raises(ConfigError, match=fragment) as e:
-        P004Config.from_params(**params)
-    assert e.value.name == name
-
-
 def test_smoke_run_writes_a_complete_reproducible_folder(mnist_ready, results_tmp, one_thread):
     cfg = P004Config.from_params(profile="smoke", compare_models=[], num_epochs=2)
     run = run_experiment(cfg, progress=False)[0]
@@ -177,7 +162,8 @@ def _fake_run(root, model, seed, accs, seconds, profile="paper", train_split=Non
 
 def test_report_section_from_records(tmp_path):
     empty = figs.extras(load_runs(tmp_path / "none"))  # no runs yet: Table 2 says so, no figure
-    assert not empty.figures and (empty.blocks[1]["measured (best validation epoch)"] == "not yet run").all()
+    measured = empty.blocks[1].set_index("method")["measured (best validation epoch)"]
+    assert not empty.figures and set(measured[~measured.index.str.contains("quoted")]) == {"not yet run"}
     for seed, (a, b) in enumerate([(0.996, 0.992), (0.998, 0.994)]):
         _fake_run(tmp_path, "alexnet_ir", seed, [0.99, a], 300.0)
         _fake_run(tmp_path, "alexnet_mod", seed, [0.98, b], 1500.0)

@@ -10,7 +10,7 @@ import yaml
 
 from hwrlib import results
 from hwrlib.experiments import P001Config, P002Config, run_dirs
-from hwrlib.results import RunDir, atomic_write_text, load_runs, run_id
+from hwrlib.results import RUN_COLUMNS, RunDir, atomic_write_text, load_runs, run_id, runs_frame
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
@@ -70,11 +70,21 @@ def test_load_runs_skips_unfinished(results_tmp):
     assert runs["model"].tolist() == ["a"] and runs["final_test_acc"].tolist() == [0.9]
     assert json.loads((done.path / "final.json").read_text())["final_test_acc"] == 0.9
     assert results.load_metrics(runs)["test_acc"].tolist() == [0.9]
+    assert results.load_metrics(runs, ["model"])[["test_acc", "model"]].values.tolist() == [[0.9, "a"]]
 
 
 def test_environment_records_versions():
+    import platform
+    import subprocess
+
+    import numpy
+    import torch
     env = results.environment()
-    assert env["torch"].startswith("2.") and env["python"].count(".") == 2
+    assert (env["torch"], env["numpy"], env["python"]) == (torch.__version__, numpy.__version__,
+                                                           platform.python_version())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert env["git_commit"] in (head, f"{head}-dirty")
 
 
 def _committed_runs():
@@ -161,3 +171,18 @@ def test_a_full_disk_or_unwritable_folder_is_named_and_leaves_nothing(tmp_path, 
     with pytest.raises(ResultsWriteError, match="No space left on device.*free space"):
         atomic_write_text(folder / "config.yaml", "x")
     assert list(folder.iterdir()) == []  # no config.yaml, no temp file
+
+
+def test_a_frame_of_no_runs_has_the_schema_columns(tmp_path):
+    """No runs is a frame like any other: the columns every record has, typed, so selecting by them needs no guard."""
+    for empty in (load_runs(tmp_path), runs_frame([])):
+        assert empty.empty and list(empty.columns) == list(RUN_COLUMNS)
+        assert {c: str(t) for c, t in empty.dtypes.items()} == RUN_COLUMNS
+        assert empty[(empty["paper"] == "003") & (empty["profile"] == "paper")].empty
+    assert load_runs(tmp_path).attrs["damaged"] == []
+
+
+def test_every_committed_record_has_the_schema_columns():
+    runs = load_runs()
+    assert set(RUN_COLUMNS) <= set(runs.columns)
+    assert runs[list(RUN_COLUMNS)].notna().all().all()

@@ -42,7 +42,7 @@ def test_cases_go_together_and_grids_share_points(tmp_path):
     points = sweep.expand_grid(sweep.load_grid(tmp_path / "f.yaml"), P003Config)
     assert [(p["c1"], p["c3"], p["seed"]) for p in points] == [(2, 8, 0), (2, 8, 1), (6, 12, 0), (6, 12, 1)]
     # the default point (6-12, batch 50) is in both grids: planned once
-    planned = sweep.plan(NOTEBOOK_003, [sweep.load_grid(tmp_path / f) for f in ("f.yaml", "b.yaml")], str(tmp_path))
+    planned = sweep.plan_points(NOTEBOOK_003, [sweep.load_grid(tmp_path / f) for f in ("f.yaml", "b.yaml")], str(tmp_path))
     assert len(planned) == 6 and len({p["out_dir"] for p in planned}) == 6
     (tmp_path / "bad.yaml").write_text("cases: {c1: 2}\n")
     with pytest.raises(ValueError, match="'cases' must be a non-empty list"):
@@ -55,7 +55,7 @@ def test_a_point_inside_a_larger_point_is_planned_once(tmp_path):
     # Table 1's point (CNN + baselines of seeds 0-1) writes every folder of the grid's default point (the CNNs)
     table1 = {"baselines": True, "seed": 0, "replicas": 2}
     grid = {"baselines": False, "lr": [0.5, 1.0], "seed": 0, "replicas": 2}
-    planned = sweep.plan(NOTEBOOK_003, [grid, table1], str(tmp_path))
+    planned = sweep.plan_points(NOTEBOOK_003, [grid, table1], str(tmp_path))
     assert [(p["params"]["lr"] if "lr" in p["params"] else "table1") for p in planned] == [0.5, "table1"]
     table1_dirs = run_dirs(P003Config.from_params(**table1, results_dir=str(tmp_path)))
     assert len(table1_dirs) == 2 + 2 * len(BASELINES) and planned[1]["out_dir"] == str(table1_dirs[0].path)
@@ -72,13 +72,13 @@ def test_a_point_whose_comparison_runs_are_missing_is_run(tmp_path, monkeypatch)
     main.write_metrics([{"epoch": 1, "test_acc": 0.99}])
     main.write_final({"final_test_acc": 0.99})
     nb = str(Path(NOTEBOOK).with_name("001_blog_resnet_mnist.ipynb"))
-    [point] = sweep.plan(nb, {"profile": "paper"}, str(tmp_path))
+    [point] = sweep.plan_points(nb, {"profile": "paper"}, str(tmp_path))
     assert point["status"] == "todo"
     for d in compared:
         d.write_config()
         d.write_metrics([{"epoch": 1, "test_acc": 0.99}])
         d.write_final({"final_test_acc": 0.99})
-    assert sweep.plan(nb, {"profile": "paper"}, str(tmp_path))[0]["status"] == "skipped"
+    assert sweep.plan_points(nb, {"profile": "paper"}, str(tmp_path))[0]["status"] == "skipped"
 
 
 @pytest.mark.slow
@@ -199,16 +199,16 @@ def test_a_killed_kernel_leaves_no_temp_notebook_or_lock(tmp_path):
     assert not orphan.exists() and not list(Path(tempfile.gettempdir()).glob(f"hwr-kernel-{os.getpid()}-*"))
 
 
-def test_plan_removes_a_stale_temp_notebook_but_not_a_running_one(results_tmp):
-    [point] = sweep.plan(NOTEBOOK, {"profile": "smoke", "compare_models": []})
+def test_plan_points_removes_a_stale_temp_notebook_but_not_a_running_one(results_tmp):
+    [point] = sweep.plan_points(NOTEBOOK, {"profile": "smoke", "compare_models": []})
     tmp = Path(point["out_dir"]) / sweep.TMP_NOTEBOOK
     tmp.parent.mkdir(parents=True)
     tmp.write_text("{}")
     _write_lock(tmp.parent, os.getpid())  # a live sweep is writing it
-    sweep.plan(NOTEBOOK, {"profile": "smoke", "compare_models": []})
+    sweep.plan_points(NOTEBOOK, {"profile": "smoke", "compare_models": []})
     assert tmp.exists()
     (tmp.parent / sweep.LOCK).unlink()
-    assert sweep.plan(NOTEBOOK, {"profile": "smoke", "compare_models": []})[0]["status"] == "todo"
+    assert sweep.plan_points(NOTEBOOK, {"profile": "smoke", "compare_models": []})[0]["status"] == "todo"
     assert not tmp.exists()
 
 

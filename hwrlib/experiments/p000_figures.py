@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..sections import Extras, Folded, Section, register_section
-from ..summary import claim_readings, evaluate, fmt_mean_sd, load_claims, protocol_runs, runs_of
+from ..summary import claim_readings, fmt_mean_sd, judge_claim, load_claims, protocol_runs, runs_of
 
 PARTS = ("softmax", "auxiliary", "regularization", "loss")  # Fig. 3 (a)-(d); "loss" is the total
 AUGMENT = ("flip", "scale", "pca_noise")
@@ -97,8 +97,6 @@ def _claims() -> dict[str, dict]:
 
 
 def _measured(runs: pd.DataFrame, model: str, metric: str) -> pd.Series:
-    if runs.empty or "model" not in runs:
-        return pd.Series(dtype=float)
     return runs.loc[runs["model"] == model, metric].dropna() if metric in runs else pd.Series(dtype=float)
 
 
@@ -109,7 +107,7 @@ def _table1_claim(cid: str) -> dict:
 
 def _verdict(runs: pd.DataFrame, c1: str, c5: str) -> str:
     """The engine's verdicts of a model's top-1 and top-5 claims (one text when they agree)."""
-    v1, v5 = (evaluate(_table1_claim(c), runs)["verdict"] for c in (c1, c5))
+    v1, v5 = (judge_claim(_table1_claim(c), runs)["verdict"] for c in (c1, c5))
     return v1.label if v1 is v5 else f"top-1: {v1.label}; top-5: {v5.label}"
 
 
@@ -117,11 +115,11 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 1: claimed top-1/top-5 beside the measured mean (± std over runs), the data used and a verdict.
 
     ``runs``: rows of ``load_runs`` (or ``runs_frame``) of paper 000 (:func:`table1_runs` keeps one protocol per
-    model). On CASIA-HWDB1.1 the verdict is the engine's (:func:`hwrlib.summary.evaluate`, the claims' protocols
+    model). On CASIA-HWDB1.1 the verdict is the engine's (:func:`hwrlib.summary.judge_claim`, the claims' protocols
     under their first readings); on synth-hwdb it reads "not comparable (SYNTHETIC data)".
     """
     claims, rows = _claims(), []
-    datasets = sorted(set(runs["dataset"])) if not runs.empty and "dataset" in runs else []
+    datasets = sorted(set(runs["dataset"])) if "dataset" in runs else []  # 000's field: absent without 000 runs
     for model, (c1, c5) in TABLE1.items():
         for data in datasets or [None]:
             sel = runs[runs["dataset"] == data] if data else runs.iloc[0:0]
@@ -142,8 +140,6 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
 
 def same_protocol(runs: pd.DataFrame, cfg) -> pd.DataFrame:
     """The runs of ``cfg``'s protocol (a P000Config) for each of Table 1's networks: the notebook's Table 1."""
-    if runs.empty:
-        return runs
     return pd.concat([runs_of(cfg, runs, model) for model in TABLE1])
 
 

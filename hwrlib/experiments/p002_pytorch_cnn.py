@@ -37,8 +37,7 @@ class MnistCNNConfig(ExperimentConfig):
     test_size: int | None = None
     compare_train_size: int | None = None
 
-    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"compare_models", "compare_train_size", "data_dir",
-                                                        "results_dir"})
+    NON_IDENTITY: ClassVar[frozenset[str]] = ExperimentConfig.NON_IDENTITY | {"compare_models", "compare_train_size"}
     # inputs as the paper prepares them: (mean, std) after scaling to [0, 1]
     input_norm: ClassVar[tuple[float, float]] = (MEAN, STD)
 
@@ -54,10 +53,6 @@ class MnistCNNConfig(ExperimentConfig):
         self.batch_fits(self.train_size or 60_000, "the training set (train_size)")
         if self.compare_models:
             self.batch_fits(self.compare_train_size or 60_000, "the comparison models' training set (compare_train_size)")
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of this run's model beyond its name."""
-        return {}
 
     def runs(self) -> list[MnistCNNConfig]:
         """One config per trained model: ``model`` on ``train_size`` images, then the comparison (``model`` and
@@ -91,9 +86,6 @@ class P002Config(MnistCNNConfig):
         super().validate()
         one_of("activation", self.activation, ("relu", "tanh", "sigmoid"))
         one_of("head", self.head, HEADS)
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {"activation": self.activation, "head": self.head} if self.model == "pytorch_cnn" else {}
 
 
 def train_model(cfg: MnistCNNConfig, progress: bool = True) -> None:

@@ -11,6 +11,7 @@ pass over the 2,000 images. Every figure can be drawn against either (``x="epoch
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -18,38 +19,47 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import yaml
 
+from .. import paths
 from ..results import load_metrics
 from ..stats import Judgement, combine, judge_above, judge_difference, opposite, tolerance
 from ..sections import Extras, Section, register_section
 from ..summary import finding, fmt_mean_sd, protocol_runs
 from ..verdict import Verdict
 
-GRIDS = {"batch_size": [50, 100, 200], "filters": [(2, 8), (6, 12), (10, 16)], "lr": [0.2, 0.5, 1.0, 1.2, 2.0]}
+# each grid of Fig. 4-7 is the one its sweep trains (sweeps/003_<grid>.yaml); every other field is the config's default
+GRIDS = ("batch_size", "filters", "lr")
 XLABEL = {"epoch": "epochs (passes over the training subset)", "step": "iterations (mini-batch updates)",
           "samples": "training samples seen"}
 # the two readings of the paper's "iterations": the metrics.csv column each is counted in
 READINGS = ("epoch", "step")
 
 
+@functools.lru_cache(maxsize=None)
+def grid_settings(grid: str) -> dict[str, dict[str, Any]]:
+    """The settings of one grid as its sweep file lists them (its list of ``grid`` values, or its ``cases``):
+    label (``"50"``, ``"6-12"``, ``"0.2"``) -> the fields that setting sets, in the labels' numeric order."""
+    spec = yaml.safe_load((paths.REPO_ROOT / "sweeps" / f"003_{grid}.yaml").read_text())
+    points = spec["cases"] if "cases" in spec else [{grid: v} for v in spec[grid]]
+    labelled = {"-".join(f"{v:g}" for v in p.values()): p for p in points}
+    return {label: labelled[label] for label in _order(list(labelled))}
+
+
 def grid_runs(runs: pd.DataFrame, grid: str, claim: dict | None = None) -> pd.DataFrame:
     """The runs of one grid (``batch_size``, ``filters`` or ``lr``) with a ``setting`` label column: each setting is
-    the claim's protocol (its ``where``: profile and reading, default the paper profile) with the grid's field set."""
+    the claim's protocol (its ``where``: profile and reading, default the paper profile) with the grid's fields set."""
     base = _where(claim)
-    frames = []
-    for value in GRIDS[grid]:
-        fields = {"c1": value[0], "c3": value[1]} if grid == "filters" else {grid: value}
-        label = f"{value[0]}-{value[1]}" if grid == "filters" else f"{value:g}"
-        frames.append(protocol_runs(runs, "003", {**base, **fields}).assign(setting=label))
-    sel = pd.concat(frames)
-    return sel if not sel.empty else runs.iloc[0:0]
+    frames = [protocol_runs(runs, "003", {**base, **fields}).assign(setting=label)
+              for label, fields in grid_settings(grid).items()]
+    return pd.concat(frames)
 
 
 def curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-evaluation metrics of ``runs`` joined with their ``setting`` and ``seed``."""
     if runs.empty:
         return pd.DataFrame()
-    h = load_metrics(runs).merge(runs[["run_id", "setting", "seed"]], on="run_id")
+    h = load_metrics(runs, ["setting", "seed"])
     return h.assign(test_error_pct=100 * h["test_error"], test_acc_pct=100 * h["test_acc"],
                     train_acc_pct=100 * h["train_acc"])
 
@@ -193,6 +203,13 @@ def _judged(parts: dict[str, Judgement], text: str, h: pd.DataFrame, sel: pd.Dat
     return finding(j, text, sel, n=h["seed"].nunique(), method="paired t (by seed), every comparison")
 
 
+def _judged_means(what: str, per: dict[str, pd.Series], order: list[str], unit: str, pairs: dict[str, Judgement],
+                  h: pd.DataFrame, sel: pd.DataFrame) -> dict[str, Any]:
+    """:func:`_judged`, said as each setting's mean of ``what`` and then the paired differences."""
+    text = f"{what}: {_fmt_means(per, order, unit)}; paired differences (95 % CI): {_fmt_pairs(pairs, ' pt')}"
+    return _judged(pairs, text, h, sel)
+
+
 def _grid(runs: pd.DataFrame, grid: str, claim: dict, need: set[str] | int = 3):
     """(curves, runs) of a claim's grid, or None when a setting it needs has no runs yet."""
     sel = grid_runs(runs, grid, claim)
@@ -247,8 +264,7 @@ def judge_filters(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     order = _order(h["setting"].unique().tolist())
     speed = by_setting(h, mean_error(h, _x(claim)))
     pairs = {f"{other} - 6-12": below(speed, "6-12", other) for other in order if other != "6-12"}
-    return _judged(pairs, f"mean test error: {_fmt_means(speed, order, ' %')}; paired differences (95 % CI): "
-                          f"{_fmt_pairs(pairs, ' pt')}", h, sel)
+    return _judged_means("mean test error", speed, order, " %", pairs, h, sel)
 
 
 def oscillation(h: pd.DataFrame) -> pd.Series:
@@ -268,8 +284,7 @@ def judge_lr2_oscillates(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     order = _order(h["setting"].unique().tolist())
     osc = by_setting(h, oscillation(h))
     pairs = {f"2 - {other}": below(osc, other, "2") for other in order if other != "2"}
-    return _judged(pairs, f"mean |change| of test error between evaluations, 2nd half: {_fmt_means(osc, order, ' pt')}; "
-                          f"paired differences (95 % CI): {_fmt_pairs(pairs, ' pt')}", h, sel)
+    return _judged_means("mean |change| of test error between evaluations, 2nd half", osc, order, " pt", pairs, h, sel)
 
 
 def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
@@ -281,8 +296,7 @@ def judge_larger_lr_faster(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     order = [s for s in _order(h["setting"].unique().tolist()) if s != "2"]
     speed = by_setting(h, mean_error(h, _x(claim)))
     pairs = {f"{a} - {b}": below(speed, b, a) for a, b in zip(order, order[1:])}
-    return _judged(pairs, f"mean test error: {_fmt_means(speed, order, ' %')}; paired differences (95 % CI): "
-                          f"{_fmt_pairs(pairs, ' pt')}", h, sel)
+    return _judged_means("mean test error", speed, order, " %", pairs, h, sel)
 
 
 def judge_fig7_mse(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
@@ -320,7 +334,7 @@ def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     """No overfitting: at the default setting (under the claim's penalty reading) the final test error lies within
     1 point of the run's lowest: holds when the seeds' mean rise has its 95 % interval below 1 point, fails above."""
     sel = protocol_runs(runs, "003", _where(claim))
-    h = curves(sel.assign(setting="default")) if not sel.empty else pd.DataFrame()
+    h = curves(sel.assign(setting="default"))
     if h.empty:
         return finding(Verdict.NOT_YET_RUN)
     whole = h[np.isclose(h["epoch"], h["epoch"].round())]
@@ -376,7 +390,7 @@ def metrics_frame(runs: list, label: str) -> pd.DataFrame:
 def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     """Fig. 4-7 from the ``profile`` grid runs (seed bands), each under both readings of "iteration" where it has
     an iteration axis, and once per penalty reading that has grid runs: name -> matplotlib Figure."""
-    sel = runs[(runs["paper"] == "003") & (runs["profile"] == profile)] if not runs.empty else runs
+    sel = runs[(runs["paper"] == "003") & (runs["profile"] == profile)]
     lambdas = sorted(sel["weight_decay"].dropna().unique()) if "weight_decay" in sel else []
     figs = {}
     for wd in lambdas:

@@ -61,8 +61,7 @@ class P003Config(ExperimentConfig):
     replicas: int = 1
 
     # which runs a point trains (baselines, seeds grouped), and the baselines' cross-validation: not the CNN's numbers
-    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"baselines", "replicas", "folds", "data_dir",
-                                                        "results_dir"})
+    NON_IDENTITY: ClassVar[frozenset[str]] = ExperimentConfig.NON_IDENTITY | {"baselines", "replicas", "folds"}
     BASELINE_FIELDS: ClassVar[tuple[str, ...]] = ("train_size", "test_size", "data_seed", "seed", "profile")
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         # the paper's subsets; 100 epochs of 2,000 images = 4,000 updates at batch 50

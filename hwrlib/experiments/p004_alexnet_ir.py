@@ -53,7 +53,7 @@ class P004Config(ExperimentConfig):
     val_size: int | None = None
     test_size: int | None = None
 
-    NON_IDENTITY: ClassVar[frozenset[str]] = frozenset({"compare_models", "data_dir", "results_dir"})
+    NON_IDENTITY: ClassVar[frozenset[str]] = ExperimentConfig.NON_IDENTITY | {"compare_models"}
     MODEL_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"conv3_padding": ("alexnet_ir",),
                                                           "dropout": ("alexnet_ir", "alexnet_mod")}
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
@@ -79,12 +79,6 @@ class P004Config(ExperimentConfig):
         self.check_sizes({**SPLIT_SIZES, "train_size": 60_000} if self.train_split == "60k_val_test" else SPLIT_SIZES)
         self.batch_fits(self.train_size or (60_000 if self.train_split == "60k_val_test" else 50_000),
                         "the training set (train_size)")
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of this run's model beyond its name."""
-        if self.model == "alexnet_ir":
-            return {"conv3_padding": self.conv3_padding, "dropout": self.dropout}
-        return {"dropout": self.dropout} if self.model == "alexnet_mod" else {}
 
     def runs(self) -> list[P004Config]:
         """One config per trained model, the main one first."""

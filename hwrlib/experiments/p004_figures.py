@@ -33,7 +33,7 @@ def curves(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     runs = runs.assign(run_id=runs["run_path"])
-    h = load_metrics(runs).merge(runs[["run_id", "model", "seed"]], on="run_id")
+    h = load_metrics(runs, ["model", "seed"])
     return h.assign(test_acc_pct=100 * h["test_acc"], label=h["model"].map(LABELS).fillna(h["model"]))
 
 
@@ -127,8 +127,8 @@ def ratios(runs: pd.DataFrame) -> pd.DataFrame:
     rows = [{"quantity": "parameters", "device": "", "AlexNet": f"{params['alexnet_mod']:,}",
              "improved": f"{params['alexnet_ir']:,}", "measured ratio": params["alexnet_ir"] / params["alexnet_mod"],
              "claimed": "2.1e7 -> 8e5", "claimed ratio": 1 / 26}]
-    sel = runs[runs["model"].isin(list(CLAIMED_SECONDS))] if not runs.empty else runs
-    for device, g in (sel.groupby("device") if not sel.empty else []):
+    sel = runs[runs["model"].isin(list(CLAIMED_SECONDS))]
+    for device, g in sel.groupby("device"):
         sec = (50_000 / g.groupby("model")["train_images_per_second"].mean()).to_dict()
         if len(sec) < 2:
             continue
@@ -141,7 +141,7 @@ def ratios(runs: pd.DataFrame) -> pd.DataFrame:
 
 def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
     """Fig. 4 per data-split reading from the ``profile`` runs: name -> Figure (none without runs)."""
-    sel = runs[(runs["paper"] == "004") & (runs["profile"] == profile)] if not runs.empty else runs
+    sel = runs[(runs["paper"] == "004") & (runs["profile"] == profile)]
     if sel.empty:
         return {}
     splits = sel["train_split"].fillna("50k_val10k") if "train_split" in sel else pd.Series("50k_val10k", sel.index)
