@@ -66,12 +66,15 @@ def commands(robust: pd.DataFrame, per: pd.DataFrame, results_dir: str | None = 
     """Beside each claim with a reading not yet run, how to produce its runs (and, for a GPU job, what it costs on
     this CPU)."""
     jobs = {c["id"]: c["gpu_job"] for c in load_claims() if "gpu_job" in c}
+    # a claim judged from a timing record is produced by the module that writes it, not by training
+    timers = {c["id"]: f"python -m hwrlib.{c['measured_by']}, on a quiet machine" for c in load_claims()
+              if "measured_by" in c}
     unrun = set(per.loc[per["verdict"].map(lambda v: v is Verdict.NOT_YET_RUN), "id"])
     rates = bench_rates(results_dir)
     out = []
     for cid, paper in zip(robust["id"], robust["paper"]):
         hint = gpu_job_hint(jobs[cid], paper, rates) + "; " if cid in jobs else ""
-        out.append(hint + COMMANDS[paper] if cid in unrun else "")
+        out.append(hint + timers.get(cid, COMMANDS[paper]) if cid in unrun else "")
     return pd.Series(out, index=robust.index)
 
 

@@ -294,6 +294,7 @@ def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,
         damaged.extend(bad)
     frame = pd.DataFrame(rows)
     frame.attrs["damaged"] = bad
+    frame.attrs["results_dir"] = str(paths.results_dir(root))  # where its other records (timing/) are read from
     return frame
 
 
