@@ -317,6 +317,7 @@ def load_runs(root: str | os.PathLike | None = None, paper: str | None = None,
         damaged.extend(bad)
     frame = _frame(rows)
     frame.attrs["damaged"] = bad
+    frame.attrs["results_dir"] = str(paths.results_dir(root))  # where its other records (timing/) are read from
     return frame
 
 

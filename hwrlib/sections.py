@@ -134,11 +134,14 @@ def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
 def todo(sec: Section, per: pd.DataFrame, results_dir: str | None = None) -> list[str]:
     """How to produce the runs of ``sec``'s claims with a reading not yet run (``per``: its claims table); for a
     GPU job, also what it costs on this CPU."""
-    jobs = {c["id"]: c["gpu_job"] for c in load_claims(sec.paper) if "gpu_job" in c}
+    claims = load_claims(sec.paper)
+    jobs = {c["id"]: c["gpu_job"] for c in claims if "gpu_job" in c}
+    # a claim judged from a timing record is produced by the module that writes it, not by training
+    timers = {c["id"]: f"python -m hwrlib.{c['measured_by']}, on a quiet machine" for c in claims if "measured_by" in c}
     unrun = dict.fromkeys(per.loc[per["verdict"].map(lambda v: v is Verdict.NOT_YET_RUN), "id"])
     rates = bench_rates(results_dir) if set(unrun) & set(jobs) else {}
-    return sorted({(gpu_job_hint(jobs[cid], sec.paper, rates) + "; " if cid in jobs else "") + sec.command
-                   for cid in unrun})
+    return sorted({(gpu_job_hint(jobs[cid], sec.paper, rates) + "; " if cid in jobs else "")
+                   + timers.get(cid, sec.command) for cid in unrun})
 
 
 def paper_view(sec: Section, runs: pd.DataFrame, per: pd.DataFrame, robust: pd.DataFrame,
@@ -209,7 +212,8 @@ def _this_notebook(claim: dict[str, Any], mine: pd.DataFrame, profile: str) -> s
     """What the notebook's runs measured for a claim (under one reading), marked as an indication unless the runs
     are of exactly its protocol."""
     if claim["kind"] not in ("metric", "comparison", "ratio"):
-        return "see the figures above" if claim["kind"] == "curve" else ""
+        return {"curve": "see the figures above", "timing": "from its timing record (results/timing/)"}.get(
+            claim["kind"], "")
     sides = [v for side in (("where", "than") if "than" in claim else ("where",))
              if (v := _side_value(claim, side, mine)) is not None]
     if not sides:

@@ -5,7 +5,8 @@ per side: the paper's experiment config at the claim's profile with the claim's 
 (:func:`protocol`). Only runs of exactly that protocol, field by field, seeds aside, are its evidence
 (:func:`protocol_runs`); nothing a claim leaves unnamed is a wildcard. :mod:`hwrlib.stats` judges them and returns a
 :class:`~hwrlib.verdict.Verdict`; :func:`robust_table` sums a claim up over its readings. A notebook run at another
-profile is set beside the claim as an *indication*, never a verdict. :func:`verdict_frame` is what
+profile is set beside the claim as an *indication*, never a verdict. A claim about time (``kind: timing``) reads a
+committed timing record instead of runs (:func:`timing_record`). :func:`verdict_frame` is what
 ``results/verdicts.csv`` holds. This module also holds the one formatter of measured numbers (:func:`fmt`).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import stats
+from . import paths, stats
 from .results import load_metrics, protocol_id
 from .verdict import Robust, Verdict, robust
 
@@ -155,10 +156,12 @@ def protocol_runs(runs: pd.DataFrame, paper: str, params: dict[str, Any]) -> pd.
 
 
 def check_claims() -> None:
-    """Every claim under every reading names a protocol per side that an experiment config can express; raises
-    :class:`ClaimError` naming the claim otherwise."""
+    """Every claim under every reading names a protocol per side that an experiment config can express (a timing
+    claim: rows its timing module records); raises :class:`ClaimError` naming the claim otherwise."""
     for claim in load_claims():
         for reading, c in claim_readings(claim):
+            if c["kind"] == "timing":
+                _check_timing(c, reading)
             for side in ("where", "than"):
                 if side in c and c["kind"] in ("metric", "comparison", "ratio", "curve"):
                     try:
@@ -307,6 +310,8 @@ def judge_claim(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None =
 
 def _judge_measured(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
     """Metric, comparison and ratio claims: each side's protocol runs, one value per seed, judged by stats."""
+    if claim["kind"] == "timing":
+        return _timing(claim, runs)
     paper, metric = claim["paper"], claim["metric"]
     a = protocol_runs(runs, paper, claim["where"])
     b = protocol_runs(runs, paper, claim["than"]) if "than" in claim else a.iloc[0:0]
@@ -337,6 +342,62 @@ def _judge_measured(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]
     return {**finding(j, measured, delta=delta(claim)), **sides, **spent}
 
 
+# ---- timing claims: judged from a committed timing record, not from runs ----------------------------------
+
+def _check_timing(c: dict[str, Any], reading: str) -> None:
+    """A timing claim's record is the one its ``measured_by`` module writes, and each side selects rows by columns
+    and values that module records (an implementation it times, a model it builds)."""
+    module = importlib.import_module(f"hwrlib.{c['measured_by']}")
+    if module.RECORD != c["record"]:
+        raise ClaimError(f"claim {c['id']}: record {c['record']!r} is not what {c['measured_by']} writes "
+                         f"({module.RECORD!r}); name that file")
+    known = {"implementation": module.IMPLEMENTATIONS, "model": module.MODELS}
+    for side in ("where", "than"):
+        for key, value in c[side].items():
+            if key not in module.KEYS or (key in known and value not in known[key]):
+                raise ClaimError(f"claim {c['id']} ({reading}), {side}: {key}={value!r} selects no rows "
+                                 f"{c['measured_by']} records (columns {', '.join(module.KEYS)}; implementations "
+                                 f"{', '.join(module.IMPLEMENTATIONS)}; models {', '.join(module.MODELS)})")
+
+
+def timing_record(claim: dict[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
+    """The claim's ``record`` in the results folder ``runs`` was loaded from (``attrs["results_dir"]``, set by
+    :func:`hwrlib.results.load_runs`; the default folder for a frame that does not say); empty if not written yet."""
+    path = paths.results_dir(runs.attrs.get("results_dir")) / claim["record"]
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def _timed(table: pd.DataFrame, select: dict[str, Any], metric: str, record: str) -> tuple[pd.Series, float]:
+    """``metric`` of the rows matching ``select``, one per repeat (index), and the seconds those rows took."""
+    if table.empty:
+        return pd.Series(dtype=float), 0.0
+    missing = sorted({"repeat", "seconds", metric, *select} - set(table))
+    if missing:
+        raise ValueError(f"{record} has no column {', '.join(missing)}: not a record of the claim's measurement; "
+                         f"write it again with the module the claim names (measured_by)")
+    rows = table[np.logical_and.reduce([table[k] == v for k, v in select.items()])]
+    if rows["repeat"].duplicated().any():
+        raise ValueError(f"{record}: more than one row per repeat for {select}; a record holds one measurement")
+    return pd.Series(rows[metric].to_numpy(dtype=float), index=rows["repeat"].to_numpy()), rows["seconds"].sum()
+
+
+def _timing(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
+    """``where`` / ``than`` of ``metric``, one ratio per repeat (both sides timed back to back in it), judged as a
+    value against ``claimed``, as a ratio claim judges one ratio per seed."""
+    table, record = timing_record(claim, runs), claim["record"]
+    va, seconds_a = _timed(table, claim["where"], claim["metric"], record)
+    vb, seconds_b = _timed(table, claim["than"], claim["metric"], record)
+    ratios = (va / vb).dropna()
+    measured = (f"{fmt(ratios.mean())} ({va.mean():,.0f} s / {vb.mean():,.0f} s)" if len(ratios) else NOT_YET_RUN)
+    side = {k: ", ".join(f"{key}={v}" for key, v in sorted(claim[k].items())) for k in ("where", "than")}
+    j = stats.judge_value(ratios, claim["claimed"], delta(claim))
+    return finding(j, measured, n=len(ratios), than_n=len(vb), mean=va.mean() if len(va) else math.nan,
+                   sd=va.std(ddof=1) if len(va) > 1 else math.nan, than_mean=vb.mean() if len(vb) else math.nan,
+                   delta=delta(claim), values=ratios, protocol=f"{record}: {side['where']}",
+                   than_protocol=f"{record}: {side['than']}",
+                   spent={f"{record}: {side['where']}": ((seconds_a + seconds_b) / 60, False)} if len(ratios) else {})
+
+
 # ---- tables ---------------------------------------------------------------------------------------------
 
 def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str, ...] | None = None,
@@ -363,7 +424,7 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
 def _shown(c: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     """The display columns of one finding: claimed, measured, interval, n, tolerance, verdict, seeds needed."""
     metric, kind = c.get("metric", ""), c["kind"]
-    plain = kind == "ratio" or "than_model" in c  # a ratio is a plain number whatever its metric
+    plain = kind in ("ratio", "timing") or "than_model" in c  # a ratio is a plain number whatever its metric
     if kind == "curve":
         claimed = c.get("claimed_text", "")
     elif kind == "comparison":
