@@ -39,6 +39,25 @@ COMMANDS = {"000": "make study-000-readings (synth-hwdb); CASIA-HWDB1.1 runs nee
             "003": "make study-003 study-003-readings",
             "004": "make paper (sweeps/004_table2.yaml: the 60k reading, sweeps/004_paper.yaml: the 50k/10k one; "
                    "hours per AlexNet seed on a CPU, minutes on a GPU)"}
+# the profiles whose run folders .gitignore keeps out of the repository: `make reproduce`'s quick runs and `make
+# test`'s smoke runs. Everything this module writes to a tracked file reads the other records only, so that
+# `make reproduce` on a clone (quick runs, then `make report`) leaves every tracked file as it was.
+UNCOMMITTED_PROFILES = ("quick", "smoke")
+
+
+def committed_runs(results_dir: str | None = None) -> pd.DataFrame:
+    """:func:`hwrlib.results.load_runs` without the records of :data:`UNCOMMITTED_PROFILES`, damaged ones
+    included (told apart by their folder name, ``<profile>-...``, as .gitignore tells them apart)."""
+    runs = load_runs(results_dir)
+    prefixes = tuple(f"{p}-" for p in UNCOMMITTED_PROFILES)
+    damaged = [(path, problem) for path, problem in runs.attrs.get("damaged", [])
+               if not Path(path).name.startswith(prefixes)]
+    if not runs.empty:
+        runs = runs[~runs["profile"].isin(UNCOMMITTED_PROFILES)].reset_index(drop=True)
+    runs.attrs["damaged"] = damaged
+    return runs
+
+
 def bench_rates(results_dir: str | None = None) -> dict[str, float]:
     """Training images/s per model at 1 thread, from ``make bench``'s table (``results/bench/``; empty if none)."""
     path = paths.results_dir(results_dir) / "bench" / "models-1threads.json"
@@ -88,7 +107,7 @@ def headline(robust: pd.DataFrame) -> pd.DataFrame:
 
 def headline_markdown(results_dir: str | None = None) -> str:
     """The README's headline block as Markdown, from the records (what ``--readme`` writes)."""
-    return headline(robust_table(load_runs(results_dir))).to_markdown(index=False, disable_numparse=True)
+    return headline(robust_table(committed_runs(results_dir))).to_markdown(index=False, disable_numparse=True)
 
 
 def _save(figs: dict, folder: Path) -> list[str]:
@@ -158,7 +177,7 @@ def _paper_section(paper: str, per: pd.DataFrame, robust: pd.DataFrame, figures:
 def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """The report's Markdown (figures written beside it), the headline table and ``verdicts.csv``'s frame."""
     root = paths.results_dir(results_dir)
-    all_runs = load_runs(results_dir)
+    all_runs = committed_runs(results_dir)
     runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])] if not all_runs.empty else all_runs
     paper_runs = runs[runs["profile"] == "paper"] if not runs.empty else runs
     per = claims_table(all_runs)

@@ -48,3 +48,49 @@ def test_gpu_only_rows_are_sized_in_cpu_hours_from_the_bench(tmp_path):
     assert "needs a GPU: up to 5 CPU-hours on this CPU (3 x 30 epochs of alexnet_mod at the 300 images/s" in text
     # each paper lists its GPU job once: 002's ResNet-18 runs and 004's AlexNet runs
     assert text.count("needs a GPU") == 2
+
+
+def _fake_runs(root, paper: str, profile: str, donor) -> list:
+    """Complete records of ``paper``'s default plan at ``profile``, with a donor run's numbers (what `make
+    reproduce` or `make test` would leave)."""
+    import json
+    import shutil
+
+    from hwrlib.experiments import create_experiment, run_dirs
+    dirs = run_dirs(create_experiment(paper, profile=profile, results_dir=str(root)))
+    for d in dirs:
+        d.path.mkdir(parents=True, exist_ok=True)
+        d.write_config()
+        shutil.copy(donor / "metrics.csv", d.path / "metrics.csv")
+        final = json.loads((donor / "final.json").read_text())
+        final.pop("metrics_sha256")
+        d.write_final(final)
+    return dirs
+
+
+def test_quick_and_smoke_runs_leave_the_committed_report_unchanged(tmp_path):
+    """`make reproduce` trains the quick profile then runs `make report`: every tracked output stays as it was."""
+    import shutil
+    shutil.copytree(ROOT / "results" / "runs" / "002", tmp_path / "runs" / "002")
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- report:headline -->\nold\n<!-- /report:headline -->\ny\n")
+    outputs = [tmp_path / "REPORT.md", tmp_path / report.VERDICTS, readme]
+    report.write(str(tmp_path), readme)
+    before = [p.read_bytes() for p in outputs]
+    donor = next((tmp_path / "runs" / "002").glob("paper-lenet5-*"))
+    for profile in report.UNCOMMITTED_PROFILES:
+        _fake_runs(tmp_path, "002", profile, donor)
+    # an uncommitted run from an older schema: damaged, but not the committed report's business
+    (tmp_path / "runs" / "002" / "quick-pytorch_cnn-s9-00000000").mkdir()
+    shutil.copy(donor / "final.json", tmp_path / "runs" / "002" / "quick-pytorch_cnn-s9-00000000" / "final.json")
+    shutil.copy(donor / "config.yaml", tmp_path / "runs" / "002" / "quick-pytorch_cnn-s9-00000000" / "config.yaml")
+    assert len(report.load_runs(str(tmp_path))) > len(report.committed_runs(str(tmp_path)))  # they are there
+    report.write(str(tmp_path), readme)
+    assert [p.read_bytes() for p in outputs] == before
+
+
+def test_the_uncommitted_profiles_are_the_ones_gitignore_keeps_out():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for profile in report.UNCOMMITTED_PROFILES:
+        assert f"results/runs/*/{profile}-*" in ignored, f".gitignore commits {profile} runs: the report reads them"
+
