@@ -75,7 +75,8 @@ reproduce: data
 	$(MAKE) --no-print-directory report
 
 # results/REPORT.md (+ figures) and the README's headline table from the committed records, then the summary and
-# every paper notebook whose runs all exist as offline HTML in results/report/: never trains
+# every paper notebook whose runs all exist, executed from the records: committed in results/notebooks/ (GitHub
+# shows their outputs; byte-identical while the records are) and as offline HTML in results/report/: never trains
 report: install
 	$(PY) -m hwrlib.report --readme README.md --html
 

@@ -94,3 +94,44 @@ def test_the_uncommitted_profiles_are_the_ones_gitignore_keeps_out():
     for profile in report.UNCOMMITTED_PROFILES:
         assert f"results/runs/*/{profile}-*" in ignored, f".gitignore commits {profile} runs: the report reads them"
 
+
+def test_an_executed_notebook_is_normalized_to_depend_on_its_outputs_only():
+    import nbformat
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 1.5, "input_path": "/somewhere"},
+                                            "language_info": {"name": "python", "version": "3.99.0"}})
+    params = nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["injected-parameters"],
+                                                         "papermill": {"start_time": "2026-01-01"}})
+    styled = nbformat.v4.new_code_cell("t", metadata={"execution": {"iopub.status.busy": "2026-01-01"}}, outputs=[
+        nbformat.v4.new_output("display_data", data={
+            "text/html": '<style>#T_3fa9c_row0_col0 {x}</style><table id="T_3fa9c"><td id="T_3fa9c_row0_col0">'
+                         '</table><table id="T_b71e0">',
+            "text/plain": "<pandas.io.formats.style.Styler at 0x7f3a2c1b9d50>"})])
+    nb.cells = [params, styled]
+    source = {"kernelspec": {"name": "python3", "display_name": "hwr-repro (.venv)", "language": "python"}}
+    report.normalize_executed(nb, source)
+    assert nb.metadata == source
+    assert params.id == "injected-parameters" and "papermill" not in params.metadata
+    assert "execution" not in styled.metadata
+    data = styled.outputs[0]["data"]
+    assert data["text/html"] == ('<style>#T_s0000_row0_col0 {x}</style><table id="T_s0000"><td id="T_s0000_row0_col0">'
+                                 '</table><table id="T_s0001">')
+    assert data["text/plain"] == "<pandas.io.formats.style.Styler>"
+
+
+def test_executed_figures_become_palette_pngs_the_same_each_time():
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    fig, ax = plt.subplots()
+    ax.fill_between([0, 1, 2], [0, 1, 0], [1, 2, 1], alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode()
+    small = report.small_png(png)
+    assert small == report.small_png(png) and len(small) < len(png)
+    assert Image.open(io.BytesIO(base64.b64decode(small))).mode == "P"
