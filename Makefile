@@ -30,10 +30,18 @@ install: .venv/.installed
 
 # JupyterLab on the notebooks, on 127.0.0.1 only, with a fresh token (given by environment, not on the command line).
 # Nothing is fetched while it runs: no news feed, no update check, an extension manager that does not ask PyPI.
+# news_url=None only stops the server fetching; the "official Jupyter news?" prompt is the notification plugin's
+# fetchNews setting, answered "Never" in jupyter/settings/overrides.json (the settings defaults this repository
+# ships; a reader's own choice in JupyterLab's Settings still wins). Kernels talk over IPC sockets (in the runtime
+# folder), not TCP: an ipykernel on TCP logs "running over TCP without encryption" at every start. The notebooks
+# store the kernel metadata JupyterLab writes on opening them (display name "hwr-repro (.venv)", the install's
+# language_info), so opening one changes nothing; hwrlib.lab's save hook keeps it so on another Python version.
 # As root (containers often are) Jupyter refuses to start unless told --allow-root.
 LAB_PORT ?= 8888
 LAB_FLAGS = --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
   --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks --LabApp.news_url=None \
+  --LabApp.app_settings_dir="$(CURDIR)/jupyter/settings" --KernelManager.transport=ipc \
+  --ContentsManager.pre_save_hook=hwrlib.lab.keep_stored_kernel_metadata \
   --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --LabApp.extension_manager=readonly \
   $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: data
@@ -67,7 +75,8 @@ reproduce: data
 	$(MAKE) --no-print-directory report
 
 # results/REPORT.md (+ figures) and the README's headline table from the committed records, then the summary and
-# every paper notebook whose runs all exist as offline HTML in results/report/: never trains
+# every paper notebook whose runs all exist, executed from the records: committed in results/notebooks/ (GitHub
+# shows their outputs; byte-identical while the records are) and as offline HTML in results/report/: never trains
 report: install
 	$(PY) -m hwrlib.report --readme README.md --html
 

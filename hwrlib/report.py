@@ -1,17 +1,20 @@
 """``results/REPORT.md``: the study's verdicts, tables and figures from the committed records (nothing trains).
 
-    python -m hwrlib.report [--results-dir DIR] [--readme README.md]
+    python -m hwrlib.report [--results-dir DIR] [--readme README.md] [--notebooks | --html]
 
 Writes REPORT.md (GitHub renders it), ``results/verdicts.csv`` (one row per claim x reading: the protocols, numbers
 and verdict; REPORT.md's tables render the same findings) and its figures as PNG files in
 ``results/report-figures/``, and
 rewrites the block of README.md between ``<!-- report:headline -->`` and ``<!-- /report:headline -->``
 with the headline table, so the README states no number by hand. A run that is missing shows "not yet
-run" with the command that produces it.
+run" with the command that produces it. ``--notebooks`` also executes the summary and each paper notebook whose
+runs all exist from the records into ``results/notebooks/`` (committed: GitHub shows their outputs),
+``--html`` those and offline HTML pages of them in ``results/report/``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -29,6 +32,25 @@ from .verdict import Robust, Verdict
 FIGURES = "report-figures"
 VERDICTS = "verdicts.csv"
 HEADLINE = re.compile(r"(<!-- report:headline -->\n).*?(<!-- /report:headline -->)", re.S)
+# the profiles whose run folders .gitignore keeps out of the repository: `make reproduce`'s quick runs and `make
+# test`'s smoke runs. Everything this module writes to a tracked file reads the other records only, so that
+# `make reproduce` on a clone (quick runs, then `make report`) leaves every tracked file as it was.
+UNCOMMITTED_PROFILES = ("quick", "smoke")
+
+
+def committed_runs(results_dir: str | None = None) -> pd.DataFrame:
+    """:func:`hwrlib.results.load_runs` without the records of :data:`UNCOMMITTED_PROFILES`, damaged ones
+    included (told apart by their folder name, ``<profile>-...``, as .gitignore tells them apart)."""
+    runs = load_runs(results_dir)
+    prefixes = tuple(f"{p}-" for p in UNCOMMITTED_PROFILES)
+    damaged = [(path, problem) for path, problem in runs.attrs.get("damaged", [])
+               if not Path(path).name.startswith(prefixes)]
+    if not runs.empty:
+        runs = runs[~runs["profile"].isin(UNCOMMITTED_PROFILES)].reset_index(drop=True)
+    runs.attrs["damaged"] = damaged
+    return runs
+
+
 def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True) if not frame.empty else "_none_"
 
@@ -42,7 +64,7 @@ def headline(robust: pd.DataFrame) -> pd.DataFrame:
 
 def headline_markdown(results_dir: str | None = None) -> str:
     """The README's headline block as Markdown, from the records (what ``--readme`` writes)."""
-    return headline(robust_table(load_runs(results_dir))).to_markdown(index=False, disable_numparse=True)
+    return headline(robust_table(committed_runs(results_dir))).to_markdown(index=False, disable_numparse=True)
 
 
 def _save(figs: dict, folder: Path) -> list[str]:
@@ -92,7 +114,7 @@ def _paper_section(view: PaperView, folder: Path) -> list[str]:
 def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """The report's Markdown (figures written beside it), the headline table and ``verdicts.csv``'s frame."""
     root = paths.results_dir(results_dir)
-    all_runs = load_runs(results_dir)
+    all_runs = committed_runs(results_dir)
     runs = all_runs[all_runs["profile"].isin(["paper", "full", "study"])]
     per = claims_table(all_runs)
     per = per[~per["verdict"].isin([Verdict.REFERENCE])]
@@ -112,38 +134,137 @@ def build(results_dir: str | None = None) -> tuple[str, pd.DataFrame, pd.DataFra
 
 # the notebook pages of the report: each paper notebook at its paper protocol, executed only when every run it
 # plans is complete (so the report never trains); the summary always
+NOTEBOOKS = "notebooks"  # results/notebooks/: the executed notebooks, committed so that GitHub shows their outputs
+# a pandas Styler's element ids carry a random uuid (T_1a2b3_row0_col0); an object's repr, its address
+_STYLER_ID = re.compile(r"\bT_([0-9a-f]{5})(?=[_\"\s])")
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
+# figures at 72 dpi, not matplotlib's 100: the size GitHub shows a notebook's images at (about 800 px for the
+# 11-inch figures); with palette PNGs the summary, the notebook with most figures, is about 1 MB
+FIGURE_DPI = 72
+MAX_NOTEBOOK_BYTES = 2_000_000
 
 
-def html_pages(results_dir: str | None = None) -> list[str]:
-    """Execute the summary and every paper notebook whose planned runs are all complete; write offline HTML
-    (no CDN: MathJax and require.js left out, images embedded) beside the executed notebooks in results/report/.
-    Returns one line per page."""
+def _kernel_config(kernel_dir: Path):
+    """Kernels over IPC sockets in ``kernel_dir`` (a TCP kernel logs 'Kernel is running over TCP without
+    encryption' at start), their own log in ``kernel_dir/kernel.log``, shown when a notebook fails: the SIGINT
+    a kernel gets at shutdown ('KeyboardInterrupt caught in kernel') stays out of make report's output."""
+    from traitlets.config import Config
+    return Config({"PointKernelManager": {"transport": "ipc", "ip": str(kernel_dir / "k"),
+                                          "stderr_path": str(kernel_dir / "kernel.log")}})
+
+
+def small_png(b64: str) -> str:
+    """A base64 PNG re-encoded with a 256-colour palette (deterministic; a plot has few colours): about a quarter
+    of the bytes, which keeps the summary notebook, the one with most figures, well under 2 MB."""
+    import base64
+    import io
+
+    from PIL import Image
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    out = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, format="PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def normalize_executed(nb, source_metadata: dict) -> None:
+    """Make an executed notebook a function of its records only, in place: the source notebook's metadata (no
+    papermill record of paths, times and parameters, no kernel's language_info with this machine's Python
+    version), no per-cell timings, the injected parameters cell under a fixed id, Styler ids numbered in order of
+    appearance, no object addresses in text reprs; figures as palette PNGs (:func:`small_png`)."""
+    import copy
+    nb.metadata = copy.deepcopy(source_metadata)
+    ids: dict[str, str] = {}
+
+    def styler_id(m: re.Match) -> str:
+        return "T_" + ids.setdefault(m.group(1), f"s{len(ids):04d}")
+
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/html" in data:
+                data["text/html"] = _STYLER_ID.sub(styler_id, "".join(data["text/html"]))
+            if "text/plain" in data:
+                data["text/plain"] = _ADDRESS.sub(">", "".join(data["text/plain"]))
+            if "image/png" in data:
+                data["image/png"] = small_png(data["image/png"])
+
+
+def _param_path(path: Path, cwd: Path) -> str:
+    """``path`` as a notebook run from ``cwd`` is given it: relative inside the repository, so that neither the
+    injected parameters nor what the notebook prints name this checkout's location."""
+    path = path.resolve()
+    return os.path.relpath(path, cwd) if path.is_relative_to(paths.REPO_ROOT) else str(path)
+
+
+def notebook_pages(results_dir: str | None = None, html: bool = True) -> list[str]:
+    """Execute the summary (committed records only) and every paper notebook whose planned runs are all complete,
+    from the records; write each executed notebook to results/notebooks/<name>.ipynb, byte-identical while the
+    records are unchanged, and (``html``) offline HTML (no CDN: MathJax and require.js left out, images embedded)
+    to results/report/<name>.html. Returns one line per notebook."""
+    import shutil
+    import tempfile
+    import time
+
+    import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
 
     from .experiments import create_experiment, plan
-    out_dir = paths.results_dir(results_dir) / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from .results import atomic_write_text
+    from .sweep import PointKernelManager
+    root = paths.results_dir(results_dir)
     notebooks = paths.REPO_ROOT / "notebooks"
-    pages = [("summary", notebooks / "summary.ipynb", {"results_dir": str(paths.results_dir(results_dir))})]
+    rel = _param_path(root, notebooks)
+    pages = [("summary", notebooks / "summary.ipynb", {"results_dir": rel, "committed_only": True})]
     lines = []
     for sec in sections():
         paper, params = sec.paper, sec.page
         nb = next(notebooks.glob(f"{paper}_*.ipynb"))
-        cfg = create_experiment(paper, **params, results_dir=str(paths.results_dir(results_dir)))
+        cfg = create_experiment(paper, **params, results_dir=str(root))
         missing = [d.id for job in plan(cfg) if not job.is_complete() for d in job.dirs if not d.is_complete()]
         if missing:
-            lines.append(f"{nb.name}: not executed, {len(missing)} planned run(s) not yet run ({sec.command})")
+            lines.append(f"{nb.name}: not executed (it would train), {len(missing)} planned run(s) not yet run: "
+                         f"{sec.command}")
             continue
-        pages.append((nb.stem, nb, {**params, "results_dir": str(paths.results_dir(results_dir))}))
+        pages.append((nb.stem, nb, {**params, "results_dir": rel}))
     exporter = HTMLExporter(mathjax_url="", require_js_url="", embed_images=True)
-    for name, nb, params in pages:
-        executed = out_dir / f"{name}.ipynb"
-        pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(notebooks), progress_bar=False,
-                            kernel_name="python3")
-        html, _ = exporter.from_filename(str(executed))
-        (out_dir / f"{name}.html").write_text(html)
-        lines.append(f"{name}: {out_dir / f'{name}.html'}")
+    (root / NOTEBOOKS).mkdir(parents=True, exist_ok=True)
+    (root / "report").mkdir(parents=True, exist_ok=True)
+    # short: a unix socket path has at most 107 bytes
+    kernel_dir = Path(tempfile.mkdtemp(prefix="hwr-report-"))
+    try:
+        for name, nb, params in pages:
+            start = time.monotonic()
+            executed = kernel_dir / f"{name}.ipynb"
+            try:
+                pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(notebooks),
+                                    progress_bar=False, kernel_name="python3", kernel_manager_class=PointKernelManager,
+                                    config=_kernel_config(kernel_dir), extra_arguments=[
+                                        "--IPKernelApp.exec_lines=import matplotlib; "
+                                        f"matplotlib.rcParams['figure.dpi'] = {FIGURE_DPI}"])
+            except Exception:
+                log = kernel_dir / "kernel.log"
+                print(f"{nb.name} failed; its kernel's log:\n{log.read_text()[-3000:] if log.exists() else '(none)'}",
+                      file=sys.stderr)
+                raise
+            node = nbformat.read(executed, as_version=4)
+            normalize_executed(node, nbformat.read(nb, as_version=4).metadata)
+            out = root / NOTEBOOKS / f"{name}.ipynb"
+            atomic_write_text(out, nbformat.writes(node) + "\n")
+            size = out.stat().st_size
+            shown = f"{out} ({size / 1e6:.1f} MB" + (f", over GitHub-friendly {MAX_NOTEBOOK_BYTES / 1e6:.0f} MB: "
+                                                     "fewer or smaller figures)" if size > MAX_NOTEBOOK_BYTES else ")")
+            if html:
+                page = root / "report" / f"{name}.html"
+                atomic_write_text(page, exporter.from_notebook_node(node)[0])
+                shown += f", {page}"
+            lines.append(f"{name}: {shown} in {time.monotonic() - start:.0f} s")
+    finally:
+        shutil.rmtree(kernel_dir, ignore_errors=True)
     return lines
 
 
@@ -177,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hwrlib.report", description=__doc__.splitlines()[0])
     ap.add_argument("--results-dir", help="default: $HWR_RESULTS_DIR or <repo>/results")
     ap.add_argument("--readme", help="also rewrite this README's headline block")
-    ap.add_argument("--html", action="store_true", help="also execute the notebooks (from the records) into "
-                                                        "results/report/*.html, offline")
+    ap.add_argument("--notebooks", action="store_true", help="also execute the notebooks (from the records) into "
+                    "results/notebooks/*.ipynb (committed)")
+    ap.add_argument("--html", action="store_true", help="--notebooks, and each as offline HTML in results/report/")
     ap.add_argument("--diff", metavar="OLD_CSV", help="after writing, list every verdict that differs from OLD_CSV "
                     "(a verdicts.csv of an earlier commit: git show REV:results/verdicts.csv)")
     args = ap.parse_args(argv)
@@ -188,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.diff:
         changed = diff_verdicts(pd.read_csv(args.diff), pd.read_csv(out.with_name(VERDICTS)))
         print(f"{len(changed)} verdict(s) changed" + (":\n" + changed.to_markdown(index=False) if len(changed) else ""))
-    for line in html_pages(args.results_dir) if args.html else []:
+    for line in notebook_pages(args.results_dir, html=args.html) if args.html or args.notebooks else []:
         print(line)
     return 0
 

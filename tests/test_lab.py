@@ -198,7 +198,44 @@ def test_a_notebook_opens_with_this_interpreter_as_its_kernel(lab: Lab) -> None:
     assert session["kernel"]["name"] == name
     kernel = _kernel_process(lab, session["kernel"]["id"])
     assert kernel.cmdline()[0] == sys.executable
+    # IPC sockets, as its connection file (-f) tells it: on TCP it logs "running over TCP without encryption"
+    cmd = kernel.cmdline()
+    transport = json.loads(Path(cmd[cmd.index("-f") + 1]).read_text())["transport"]
+    assert transport == "ipc", f"the kernel runs over {transport}: `make lab` passes --KernelManager.transport=ipc"
     assert Path(kernel.cwd()) == ROOT / "notebooks"  # where papermill runs them too (`--cwd notebooks`)
 
     assert lab.api("DELETE", f"/api/sessions/{session['id']}")[0] == 204
     kernel.wait(timeout=20)  # the kernel ends with its session
+
+
+def test_the_news_prompt_is_answered_never_by_the_shipped_settings(lab: Lab) -> None:
+    # JupyterLab asks "official Jupyter news?" while fetchNews is "none" (its default), whatever news_url says
+    status, plugin = lab.api("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification")
+    assert status == 200, f"GET the notification settings: {status}"
+    defaults = {k: v.get("default") for k, v in plugin["schema"]["properties"].items()}
+    assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, (
+        f"{defaults}: jupyter/settings/overrides.json is not applied (`make lab`'s --LabApp.app_settings_dir)")
+
+
+def test_saving_keeps_the_stored_kernel_metadata_unless_another_kernel_is_chosen(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hwrlib.lab import keep_stored_kernel_metadata
+    stored = json.loads((ROOT / NOTEBOOK).read_text())["metadata"]
+    (tmp_path / "nb.ipynb").write_text(json.dumps({"metadata": stored, "cells": [], "nbformat": 4,
+                                                   "nbformat_minor": 5}))
+    manager = SimpleNamespace(root_dir=str(tmp_path))
+
+    def saved(kernelspec: dict, language_info: dict, path: str = "nb.ipynb") -> dict:
+        model = {"type": "notebook", "content": {"metadata": {"kernelspec": kernelspec, "language_info": language_info,
+                                                              "tags": ["kept"]}}}
+        keep_stored_kernel_metadata(model=model, path=path, contents_manager=manager)
+        return model["content"]["metadata"]
+
+    # what JupyterLab writes on opening it on another Python with another display name: the stored metadata wins
+    other_python = {**stored["language_info"], "version": "3.99.0"}
+    meta = saved({**stored["kernelspec"], "display_name": "Python 3"}, other_python)
+    assert meta == {**stored, "tags": ["kept"]}
+    # another kernel, chosen on purpose, and a new notebook are saved as they come
+    assert saved({"name": "ir", "display_name": "R", "language": "R"}, {"name": "R"})["kernelspec"]["name"] == "ir"
+    assert saved(stored["kernelspec"], other_python, "new.ipynb")["language_info"]["version"] == "3.99.0"

@@ -48,3 +48,90 @@ def test_gpu_only_rows_are_sized_in_cpu_hours_from_the_bench(tmp_path):
     assert "needs a GPU: up to 5 CPU-hours on this CPU (3 x 30 epochs of alexnet_mod at the 300 images/s" in text
     # each paper lists its GPU job once: 002's ResNet-18 runs and 004's AlexNet runs
     assert text.count("needs a GPU") == 2
+
+
+def _fake_runs(root, paper: str, profile: str, donor) -> list:
+    """Complete records of ``paper``'s default plan at ``profile``, with a donor run's numbers (what `make
+    reproduce` or `make test` would leave)."""
+    import json
+    import shutil
+
+    from hwrlib.experiments import create_experiment, run_dirs
+    dirs = run_dirs(create_experiment(paper, profile=profile, results_dir=str(root)))
+    for d in dirs:
+        d.path.mkdir(parents=True, exist_ok=True)
+        d.write_config()
+        shutil.copy(donor / "metrics.csv", d.path / "metrics.csv")
+        final = json.loads((donor / "final.json").read_text())
+        final.pop("metrics_sha256")
+        d.write_final(final)
+    return dirs
+
+
+def test_quick_and_smoke_runs_leave_the_committed_report_unchanged(tmp_path):
+    """`make reproduce` trains the quick profile then runs `make report`: every tracked output stays as it was."""
+    import shutil
+    shutil.copytree(ROOT / "results" / "runs" / "002", tmp_path / "runs" / "002")
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- report:headline -->\nold\n<!-- /report:headline -->\ny\n")
+    outputs = [tmp_path / "REPORT.md", tmp_path / report.VERDICTS, readme]
+    report.write(str(tmp_path), readme)
+    before = [p.read_bytes() for p in outputs]
+    donor = next((tmp_path / "runs" / "002").glob("paper-lenet5-*"))
+    for profile in report.UNCOMMITTED_PROFILES:
+        _fake_runs(tmp_path, "002", profile, donor)
+    # an uncommitted run from an older schema: damaged, but not the committed report's business
+    (tmp_path / "runs" / "002" / "quick-pytorch_cnn-s9-00000000").mkdir()
+    shutil.copy(donor / "final.json", tmp_path / "runs" / "002" / "quick-pytorch_cnn-s9-00000000" / "final.json")
+    shutil.copy(donor / "config.yaml", tmp_path / "runs" / "002" / "quick-pytorch_cnn-s9-00000000" / "config.yaml")
+    assert len(report.load_runs(str(tmp_path))) > len(report.committed_runs(str(tmp_path)))  # they are there
+    report.write(str(tmp_path), readme)
+    assert [p.read_bytes() for p in outputs] == before
+
+
+def test_the_uncommitted_profiles_are_the_ones_gitignore_keeps_out():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for profile in report.UNCOMMITTED_PROFILES:
+        assert f"results/runs/*/{profile}-*" in ignored, f".gitignore commits {profile} runs: the report reads them"
+
+
+def test_an_executed_notebook_is_normalized_to_depend_on_its_outputs_only():
+    import nbformat
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 1.5, "input_path": "/somewhere"},
+                                            "language_info": {"name": "python", "version": "3.99.0"}})
+    params = nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["injected-parameters"],
+                                                         "papermill": {"start_time": "2026-01-01"}})
+    styled = nbformat.v4.new_code_cell("t", metadata={"execution": {"iopub.status.busy": "2026-01-01"}}, outputs=[
+        nbformat.v4.new_output("display_data", data={
+            "text/html": '<style>#T_3fa9c_row0_col0 {x}</style><table id="T_3fa9c"><td id="T_3fa9c_row0_col0">'
+                         '</table><table id="T_b71e0">',
+            "text/plain": "<pandas.io.formats.style.Styler at 0x7f3a2c1b9d50>"})])
+    nb.cells = [params, styled]
+    source = {"kernelspec": {"name": "python3", "display_name": "hwr-repro (.venv)", "language": "python"}}
+    report.normalize_executed(nb, source)
+    assert nb.metadata == source
+    assert params.id == "injected-parameters" and "papermill" not in params.metadata
+    assert "execution" not in styled.metadata
+    data = styled.outputs[0]["data"]
+    assert data["text/html"] == ('<style>#T_s0000_row0_col0 {x}</style><table id="T_s0000"><td id="T_s0000_row0_col0">'
+                                 '</table><table id="T_s0001">')
+    assert data["text/plain"] == "<pandas.io.formats.style.Styler>"
+
+
+def test_executed_figures_become_palette_pngs_the_same_each_time():
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    fig, ax = plt.subplots()
+    ax.fill_between([0, 1, 2], [0, 1, 0], [1, 2, 1], alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode()
+    small = report.small_png(png)
+    assert small == report.small_png(png) and len(small) < len(png)
+    assert Image.open(io.BytesIO(base64.b64decode(small))).mode == "P"

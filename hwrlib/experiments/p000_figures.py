@@ -13,6 +13,8 @@ from ..sections import Extras, Folded, Section, register_section
 from ..summary import claim_readings, fmt_mean_sd, judge_claim, load_claims, protocol_runs, runs_of
 
 PARTS = ("softmax", "auxiliary", "regularization", "loss")  # Fig. 3 (a)-(d); "loss" is the total
+YLABEL = {"softmax": "cross-entropy (nats)", "auxiliary": "cross-entropy (nats)",
+          "regularization": "L2 + prod a_i penalty (log)", "loss": "(a) + aux_weight (b) + (c)"}
 AUGMENT = ("flip", "scale", "pca_noise")
 MODEL_LABELS = {"inception_hccr": "Inception", "resnet_hccr_plain": "ResNet", "resnet_hccr": "Improved residual model"}
 # claim ids of Table 1 per model: (top-1, top-5)
@@ -64,7 +66,8 @@ def plot_losses(runs: list, i: int = 10, title: str = ""):
             line, = ax.plot(s["step"], s[part], alpha=0.25, lw=0.8)
             ax.plot(s["step"], window_mean(s[part], i), color=line.get_color(), label=_label(run.config))
     for ax, part, letter in zip(axes, PARTS, "abcd"):
-        ax.set(title=f"({letter}) {'total' if part == 'loss' else part} loss", xlabel="step", yscale="log" if part == "regularization" else "linear")
+        ax.set(title=f"({letter}) {'total' if part == 'loss' else part} loss", xlabel="step", ylabel=YLABEL[part],
+               yscale="log" if part == "regularization" else "linear")
     axes[-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.suptitle(title or f"Fig. 3 rebuilt: loss parts, window mean i = {i} (eq. 8)")
     return fig

@@ -409,8 +409,10 @@ def figures(runs: pd.DataFrame, profile: str = "paper") -> dict[str, Any]:
         if not h["lr"].empty:
             drawn[f"003_fig7_mse{tag}"] = fig7_mse(h["lr"])
         for fig in drawn.values():
-            if note:
-                fig.suptitle((fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()) + note)
+            if note and fig._suptitle:
+                fig.suptitle(fig._suptitle.get_text() + note)
+            elif note:  # one title: a suptitle over the axes' own would stack two
+                fig.axes[0].set_title(fig.axes[0].get_title() + note)
         figs.update(drawn)
     return figs
 
