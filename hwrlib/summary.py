@@ -489,9 +489,13 @@ def damaged_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(runs.attrs.get("damaged", []), columns=["record", "problem"])
 
 
+# headers over left-aligned text are left-aligned too (a browser centres or right-aligns them by default)
+LEFT_HEADERS = [{"selector": "th", "props": "text-align: left;"}]
+
+
 def style_table(table: pd.DataFrame):
     """A table as the notebooks show it: no index column, text left-aligned (numbers carry their unit as text)."""
-    return table.style.hide(axis="index").set_properties(**{"text-align": "left"})
+    return table.style.hide(axis="index").set_properties(**{"text-align": "left"}).set_table_styles(LEFT_HEADERS)
 
 
 # columns of the claims and robust tables that carry data for code (figures, verdicts.csv), not for reading
@@ -509,7 +513,7 @@ def style_verdicts(table: pd.DataFrame):
               (("claim", "min-width: 22em;"), ("measured", "max-width: 36em;")) if c in shown]
     return (shown.style.hide(axis="index").apply(lambda _: colours, subset=["verdict"])
             .format({"verdict": str}).set_properties(**{"text-align": "left", "vertical-align": "top"})
-            .set_table_styles(widths))
+            .set_table_styles(LEFT_HEADERS + widths))
 
 
 def runs_of(cfg, runs: pd.DataFrame, model: str | None = None) -> pd.DataFrame:

@@ -37,13 +37,28 @@ def register_experiment(cls: type[ExperimentConfig]) -> type[ExperimentConfig]:
     return cls
 
 
+def _discover() -> None:
+    """Import every paper module of this package (``p<NNN>_*.py``), so that a paper added as its own modules is
+    registered without an edit anywhere else."""
+    import importlib
+    import pkgutil
+    import re
+    package = __name__.rsplit(".", 1)[0]
+    for m in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if re.fullmatch(r"p\d{3}_\w+", m.name):
+            importlib.import_module(f"{package}.{m.name}")
+
+
 def list_experiments() -> list[str]:
+    _discover()
     return sorted(_EXPERIMENTS)
 
 
 def experiment_config(key: str) -> type[ExperimentConfig]:
     """The config class of a paper (``"003"``), or of a notebook path (``notebooks/003_lenet_variant_mnist.ipynb``)."""
     key = Path(str(key)).name.split("_")[0]
+    if key not in _EXPERIMENTS:
+        _discover()
     if key not in _EXPERIMENTS:
         raise ValueError(f"no experiment {key!r}; known: {', '.join(list_experiments())}")
     return _EXPERIMENTS[key]
