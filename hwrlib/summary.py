@@ -493,6 +493,15 @@ def damaged_table(runs: pd.DataFrame) -> pd.DataFrame:
 LEFT_HEADERS = [{"selector": "th", "props": "text-align: left;"}]
 
 
+def as_percent(rows: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Evaluation rows as a reader sees them: accuracies and errors (``*_acc``, ``*_top5``, ``*_error``) in % with
+    ``digits`` decimals, named ``... (%)``; losses and other numbers to 4 decimals. The notebooks' one unit."""
+    pct = [c for c in rows.columns if c.endswith(("_acc", "_top5", "_error"))]
+    out = rows.round(4)
+    out[pct] = (100 * rows[pct]).round(digits)
+    return out.rename(columns={c: f"{c} (%)" for c in pct})
+
+
 def style_table(table: pd.DataFrame):
     """A table as the notebooks show it: no index column, text left-aligned (numbers carry their unit as text)."""
     return table.style.hide(axis="index").set_properties(**{"text-align": "left"}).set_table_styles(LEFT_HEADERS)

@@ -59,3 +59,12 @@ def test_a_paper_view_is_what_the_claims_tables_say(tmp_path):
     assert row["verdict"].endswith(robust.set_index("claim").loc[ACCURACY, "verdict"])
     assert view.forest is not None and sec.command in " ".join(view.todo)  # hidden500 and LeNet-5 not yet run
     assert isinstance(view.extras.blocks[-1], pd.DataFrame)  # the sensitivity table follows the claims
+
+
+def test_notebook_tables_show_accuracies_in_percent():
+    from hwrlib.summary import as_percent
+    rows = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.123456, 0.1], "test_acc": [0.98766, 0.99],
+                         "test_error": [0.01234, 0.01]})
+    shown = as_percent(rows)
+    assert list(shown.columns) == ["epoch", "train_loss", "test_acc (%)", "test_error (%)"]
+    assert shown["test_acc (%)"].tolist() == [98.77, 99.0] and shown["train_loss"].tolist() == [0.1235, 0.1]
