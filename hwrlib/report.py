@@ -200,6 +200,49 @@ def _param_path(path: Path, cwd: Path) -> str:
     return os.path.relpath(path, cwd) if path.is_relative_to(paths.REPO_ROOT) else str(path)
 
 
+def _pages(root: Path, notebooks: Path) -> tuple[list[tuple[str, Path, dict]], list[str]]:
+    """The notebooks to execute (the summary, and each paper notebook whose planned runs are all complete, at its
+    section's page parameters), and a line for each paper notebook left out because it would train."""
+    from .experiments import create_experiment, plan
+    rel = _param_path(root, notebooks)
+    pages = [("summary", notebooks / "summary.ipynb", {"results_dir": rel, "committed_only": True})]
+    skipped = []
+    for sec in sections():
+        nb = next(notebooks.glob(f"{sec.paper}_*.ipynb"))
+        cfg = create_experiment(sec.paper, **sec.page, results_dir=str(root))
+        missing = [d.id for job in plan(cfg) if not job.is_complete() for d in job.dirs if not d.is_complete()]
+        if missing:
+            skipped.append(f"{nb.name}: not executed (it would train), {len(missing)} planned run(s) not yet run: "
+                           f"{sec.command}")
+            continue
+        pages.append((nb.stem, nb, {**sec.page, "results_dir": rel}))
+    return pages, skipped
+
+
+def _execute(nb: Path, params: dict, kernel_dir: Path):
+    """``nb`` executed with ``params`` over IPC, figures at :data:`FIGURE_DPI`, normalized (byte-identical while the
+    records are unchanged); a failure prints its kernel's log."""
+    import nbformat
+    import papermill as pm
+
+    from .sweep import PointKernelManager
+    executed = kernel_dir / nb.name
+    try:
+        pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent), progress_bar=False,
+                            kernel_name="python3", kernel_manager_class=PointKernelManager,
+                            config=_kernel_config(kernel_dir), extra_arguments=[
+                                f"--IPKernelApp.exec_lines=import matplotlib; matplotlib.rcParams['figure.dpi'] = "
+                                f"{FIGURE_DPI}"])
+    except Exception:
+        log = kernel_dir / "kernel.log"
+        print(f"{nb.name} failed; its kernel's log:\n{log.read_text()[-3000:] if log.exists() else '(none)'}",
+              file=sys.stderr)
+        raise
+    node = nbformat.read(executed, as_version=4)
+    normalize_executed(node, nbformat.read(nb, as_version=4).metadata)
+    return node
+
+
 def notebook_pages(results_dir: str | None = None, html: bool = True) -> list[str]:
     """Execute the summary (committed records only) and every paper notebook whose planned runs are all complete,
     from the records; write each executed notebook to results/notebooks/<name>.ipynb, byte-identical while the
@@ -210,49 +253,19 @@ def notebook_pages(results_dir: str | None = None, html: bool = True) -> list[st
     import time
 
     import nbformat
-    import papermill as pm
     from nbconvert import HTMLExporter
 
-    from .experiments import create_experiment, plan
     from .results import atomic_write_text
-    from .sweep import PointKernelManager
     root = paths.results_dir(results_dir)
-    notebooks = paths.REPO_ROOT / "notebooks"
-    rel = _param_path(root, notebooks)
-    pages = [("summary", notebooks / "summary.ipynb", {"results_dir": rel, "committed_only": True})]
-    lines = []
-    for sec in sections():
-        paper, params = sec.paper, sec.page
-        nb = next(notebooks.glob(f"{paper}_*.ipynb"))
-        cfg = create_experiment(paper, **params, results_dir=str(root))
-        missing = [d.id for job in plan(cfg) if not job.is_complete() for d in job.dirs if not d.is_complete()]
-        if missing:
-            lines.append(f"{nb.name}: not executed (it would train), {len(missing)} planned run(s) not yet run: "
-                         f"{sec.command}")
-            continue
-        pages.append((nb.stem, nb, {**params, "results_dir": rel}))
+    pages, lines = _pages(root, paths.REPO_ROOT / "notebooks")
     exporter = HTMLExporter(mathjax_url="", require_js_url="", embed_images=True)
     (root / NOTEBOOKS).mkdir(parents=True, exist_ok=True)
     (root / "report").mkdir(parents=True, exist_ok=True)
-    # short: a unix socket path has at most 107 bytes
-    kernel_dir = Path(tempfile.mkdtemp(prefix="hwr-report-"))
+    kernel_dir = Path(tempfile.mkdtemp(prefix="hwr-report-"))  # short: a unix socket path has at most 107 bytes
     try:
         for name, nb, params in pages:
             start = time.monotonic()
-            executed = kernel_dir / f"{name}.ipynb"
-            try:
-                pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(notebooks),
-                                    progress_bar=False, kernel_name="python3", kernel_manager_class=PointKernelManager,
-                                    config=_kernel_config(kernel_dir), extra_arguments=[
-                                        "--IPKernelApp.exec_lines=import matplotlib; "
-                                        f"matplotlib.rcParams['figure.dpi'] = {FIGURE_DPI}"])
-            except Exception:
-                log = kernel_dir / "kernel.log"
-                print(f"{nb.name} failed; its kernel's log:\n{log.read_text()[-3000:] if log.exists() else '(none)'}",
-                      file=sys.stderr)
-                raise
-            node = nbformat.read(executed, as_version=4)
-            normalize_executed(node, nbformat.read(nb, as_version=4).metadata)
+            node = _execute(nb, params, kernel_dir)
             out = root / NOTEBOOKS / f"{name}.ipynb"
             atomic_write_text(out, nbformat.writes(node) + "\n")
             size = out.stat().st_size
