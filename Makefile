@@ -35,13 +35,15 @@ install: .venv/.installed
 # ships; a reader's own choice in JupyterLab's Settings still wins). Kernels talk over IPC sockets (in the runtime
 # folder), not TCP: an ipykernel on TCP logs "running over TCP without encryption" at every start. The notebooks
 # store the kernel metadata JupyterLab writes on opening them (display name "hwr-repro (.venv)", the install's
-# language_info), so opening one changes nothing; hwrlib.lab's save hook keeps it so on another Python version.
+# language_info), so opening one changes nothing; hwrlib.lab's save hook keeps it so on another Python version, and
+# saves the notebooks in notebooks/ without outputs (their executed copies are results/notebooks/), so Run All and
+# JupyterLab's autosave leave git status clean.
 # As root (containers often are) Jupyter refuses to start unless told --allow-root.
 LAB_PORT ?= 8888
 LAB_FLAGS = --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
   --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks --LabApp.news_url=None \
   --LabApp.app_settings_dir="$(CURDIR)/jupyter/settings" --KernelManager.transport=ipc \
-  --ContentsManager.pre_save_hook=hwrlib.lab.keep_stored_kernel_metadata \
+  --ContentsManager.pre_save_hook=hwrlib.lab.save_as_stored \
   --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --LabApp.extension_manager=readonly \
   $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: data

@@ -1,4 +1,9 @@
-"""`make lab`'s save hook: a notebook saved from JupyterLab keeps the kernel metadata the repository stores.
+"""`make lab`'s save hook (:func:`save_as_stored`): a notebook saved from JupyterLab keeps the kernel metadata the
+repository stores, and the paper notebooks in ``notebooks/`` are saved without outputs.
+
+The notebooks in ``notebooks/`` are sources: their executed copies, with outputs, are ``results/notebooks/``
+(``make report``). Saving one after Run All (JupyterLab autosaves) would otherwise write its outputs and execution
+counts into the tracked file; a notebook elsewhere (a copy, a new one) is saved with its outputs.
 
 JupyterLab writes the running kernel's ``kernelspec`` (its display name) and ``language_info`` (with the exact
 Python version) into a notebook's metadata when it opens it. The notebooks store what ``make install``'s kernel
@@ -34,3 +39,24 @@ def keep_stored_kernel_metadata(model: dict[str, Any], path: str, contents_manag
     if same:
         for key in KEPT:
             meta[key] = stored_meta[key]
+
+
+SOURCES = "notebooks/"  # the tracked notebooks, relative to `make lab`'s root: saved without outputs
+
+
+def clear_outputs(model: dict[str, Any], path: str, contents_manager: Any = None, **kwargs: Any) -> None:
+    """Jupyter Server ``pre_save_hook``: a notebook under :data:`SOURCES` is saved without outputs and execution
+    counts (what it shows in the browser is unchanged)."""
+    content = model.get("content")
+    if model.get("type") != "notebook" or not isinstance(content, dict) or not path.lstrip("/").startswith(SOURCES):
+        return
+    for cell in content.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+
+
+def save_as_stored(model: dict[str, Any], path: str, contents_manager: Any, **kwargs: Any) -> None:
+    """`make lab`'s ``pre_save_hook``: :func:`keep_stored_kernel_metadata`, then :func:`clear_outputs`, so opening a
+    notebook and Run All leave ``git status`` clean."""
+    keep_stored_kernel_metadata(model=model, path=path, contents_manager=contents_manager, **kwargs)
+    clear_outputs(model=model, path=path, contents_manager=contents_manager, **kwargs)

@@ -239,3 +239,27 @@ def test_saving_keeps_the_stored_kernel_metadata_unless_another_kernel_is_chosen
     # another kernel, chosen on purpose, and a new notebook are saved as they come
     assert saved({"name": "ir", "display_name": "R", "language": "R"}, {"name": "R"})["kernelspec"]["name"] == "ir"
     assert saved(stored["kernelspec"], other_python, "new.ipynb")["language_info"]["version"] == "3.99.0"
+
+
+def test_saving_a_source_notebook_after_run_all_stores_no_outputs(tmp_path: Path) -> None:
+    """Run All, then JupyterLab's (auto)save: the tracked notebook stays as committed; a copy elsewhere keeps them."""
+    from types import SimpleNamespace
+
+    from hwrlib.lab import save_as_stored
+    committed = json.loads((ROOT / NOTEBOOK).read_text())
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / NOTEBOOK).write_text(json.dumps(committed))
+    manager = SimpleNamespace(root_dir=str(tmp_path))
+
+    def run_all() -> dict:
+        content = json.loads(json.dumps(committed))
+        for i, cell in enumerate(c for c in content["cells"] if c["cell_type"] == "code"):
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["ran\n"]}]
+            cell["execution_count"] = i + 1
+        return {"type": "notebook", "content": content}
+    model = run_all()
+    save_as_stored(model=model, path=NOTEBOOK, contents_manager=manager)
+    assert model["content"] == committed
+    copy = run_all()
+    save_as_stored(model=copy, path="scratch/copy.ipynb", contents_manager=manager)
+    assert all(c["outputs"] for c in copy["content"]["cells"] if c["cell_type"] == "code")
