@@ -13,9 +13,7 @@ those runs are of another protocol.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -68,15 +66,9 @@ def register_section(section: Section) -> Section:
 
 def sections() -> list[Section]:
     """Every paper's section: the judged ones by paper number, then the others."""
-    from . import experiments
-    for m in pkgutil.iter_modules(experiments.__path__):
-        if m.name.endswith("_figures"):
-            importlib.import_module(f"{experiments.__name__}.{m.name}")
+    from .experiments.registry import import_papers
+    import_papers()
     return sorted(_SECTIONS.values(), key=lambda s: (not s.judged, s.paper))
-
-
-def section(paper: str) -> Section:
-    return {s.paper: s for s in sections()}[paper]
 
 
 @dataclass
@@ -183,11 +175,17 @@ def show(view: PaperView) -> None:
         plt.close(fig)
 
 
-def show_all(runs: pd.DataFrame) -> None:
-    """Every paper's view from ``runs`` (the summary notebook): what REPORT.md shows, in its order."""
+def judged_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The claims tables every view is cut from: each judged claim under each reading (:func:`claims_table`, the
+    quoted references left out) and each claim over its readings (:func:`robust_table`)."""
     per = claims_table(runs)
     per = per[per["verdict"] != Verdict.REFERENCE]
-    robust = robust_table(runs, per=per)
+    return per, robust_table(runs, per=per)
+
+
+def show_all(runs: pd.DataFrame) -> None:
+    """Every paper's view from ``runs`` (the summary notebook): what REPORT.md shows, in its order."""
+    per, robust = judged_tables(runs)
     for sec in sections():
         show(paper_view(sec, runs, per, robust))
 

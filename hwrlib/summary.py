@@ -302,7 +302,12 @@ def judge_claim(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None =
               else abs(value - claim["claimed"]) <= delta(claim) + 1e-12)
         return finding(Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, mean=value, n=1, delta=delta(claim))
     claim, indication = _at_profile(claim, profile)
-    out = _curve_judge(claim)(runs, claim) if kind == "curve" else _judge_measured(claim, runs)
+    if kind == "curve":
+        out = _curve_judge(claim)(runs, claim)
+    elif kind == "timing":
+        out = _timing(claim, runs)
+    else:
+        out = _judge_measured(claim, runs)
     if indication and out["verdict"] is not Verdict.NOT_YET_RUN:
         out["verdict"] = Verdict.INDICATION
     return out
@@ -310,8 +315,6 @@ def judge_claim(claim: dict[str, Any], runs: pd.DataFrame, profile: str | None =
 
 def _judge_measured(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
     """Metric, comparison and ratio claims: each side's protocol runs, one value per seed, judged by stats."""
-    if claim["kind"] == "timing":
-        return _timing(claim, runs)
     paper, metric = claim["paper"], claim["metric"]
     a = protocol_runs(runs, paper, claim["where"])
     b = protocol_runs(runs, paper, claim["than"]) if "than" in claim else a.iloc[0:0]

@@ -37,9 +37,9 @@ def register_experiment(cls: type[ExperimentConfig]) -> type[ExperimentConfig]:
     return cls
 
 
-def _discover() -> None:
-    """Import every paper module of this package (``p<NNN>_*.py``), so that a paper added as its own modules is
-    registered without an edit anywhere else."""
+def import_papers() -> None:
+    """Import every paper module of this package (``p<NNN>_*.py``: configs, figures and report sections), so that a
+    paper added as its own modules is registered without an edit anywhere else."""
     import importlib
     import pkgutil
     import re
@@ -50,7 +50,7 @@ def _discover() -> None:
 
 
 def list_experiments() -> list[str]:
-    _discover()
+    import_papers()
     return sorted(_EXPERIMENTS)
 
 
@@ -58,7 +58,7 @@ def experiment_config(key: str) -> type[ExperimentConfig]:
     """The config class of a paper (``"003"``), or of a notebook path (``notebooks/003_lenet_variant_mnist.ipynb``)."""
     key = Path(str(key)).name.split("_")[0]
     if key not in _EXPERIMENTS:
-        _discover()
+        import_papers()
     if key not in _EXPERIMENTS:
         raise ValueError(f"no experiment {key!r}; known: {', '.join(list_experiments())}")
     return _EXPERIMENTS[key]
