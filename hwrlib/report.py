@@ -104,7 +104,7 @@ def _paper_section(view: PaperView, folder: Path) -> list[str]:
     else:
         head += [_images(_save({f"{s.paper}_forest": view.forest} if view.forest else {}, folder)),
                  _md(view.claims), _details("Each claim under each reading", _md(view.detail))
-                 + ("\n\n" + _details("How to produce the runs not yet run", "\n".join(f"- {t}" for t in view.todo))
+                 + ("\n\n" + _details("Still to run", "\n".join(f"- {t}" for t in view.todo))
                     if view.todo else "")]
     blocks = [_details(b.title, b.body if isinstance(b.body, str) else _md(b.body)) if isinstance(b, Folded)
               else b if isinstance(b, str) else _md(b) for b in extras.blocks]

@@ -22,6 +22,7 @@ import pandas as pd
 from . import paths
 from .results import runs_frame
 from .summary import by_seed, claim_readings, claims_table, fmt, load_claims, protocol, robust_table
+from .sweep import Declared, declared_seeds
 from .verdict import Verdict
 
 
@@ -78,7 +79,7 @@ class PaperView:
     forest: Any                 # matplotlib Figure, or None when no accuracy claim ran
     claims: pd.DataFrame        # one row per claim: claimed, measured under each reading, verdict, n, cost
     detail: pd.DataFrame        # each claim under each reading
-    todo: list[str]             # how to produce the readings not yet run
+    todo: list[str]             # what is still to run: protocols short of their declared seeds, claims not yet run
     extras: Extras
     n_claims: int
 
@@ -108,32 +109,40 @@ def bench_rates(results_dir: str | None = None) -> dict[str, float]:
     return {r["model"]: r["images_per_second"] for r in json.loads(path.read_text())["rows"]}
 
 
-def gpu_job_hint(job: dict, paper: str, rates: dict[str, float]) -> str:
-    """What a claim's GPU-only runs would take on this CPU: its paper-profile runs of ``job["model"]`` (epochs x
-    training images x ``job["seeds"]``) at the 1-thread rate ``make bench`` measured; an upper bound where the
-    profile stops early."""
-    from .experiments import create_experiment
-    cfg = create_experiment(paper, profile="paper", model=job["model"])
-    images = cfg.num_epochs * (cfg.train_size or 60_000) * job["seeds"]
-    rate = rates.get(job["model"])
-    if rate is None:
-        return f"needs a GPU ({job['seeds']} x {cfg.num_epochs} epochs of {job['model']}; `make bench` sizes it on a CPU)"
-    bound = "up to" if getattr(cfg, "early_stop_patience", None) else "about"  # early stopping may end it sooner
-    return (f"needs a GPU: {bound} {images / rate / 3600:.0f} CPU-hours on this CPU ({job['seeds']} x {cfg.num_epochs} "
-            f"epochs of {job['model']} at the {rate:.0f} images/s `make bench` measured at 1 thread)")
+def _cost(d: Declared, missing: int, rates: dict[str, float]) -> str:
+    """What ``missing`` seeds of a declared protocol take at the 1-thread rate ``make bench`` measured (epochs x
+    training images; a bound where the schedule may stop early), or nothing without a measured rate."""
+    cfg, rate = d.config, rates.get(d.config["model"])
+    if rate is None or not cfg.get("num_epochs"):
+        return ""
+    hours = missing * cfg["num_epochs"] * (cfg.get("train_size") or 60_000) / rate / 3600
+    bound = "up to" if cfg.get("early_stop_patience") else "about"  # early stopping may end it sooner
+    return (f"; {bound} {hours:.1f} CPU-hours at 1 thread ({cfg['num_epochs']} epochs of {cfg['model']} at the "
+            f"{rate:.0f} images/s `make bench` measured)")
 
 
-def todo(sec: Section, per: pd.DataFrame, results_dir: str | None = None) -> list[str]:
-    """How to produce the runs of ``sec``'s claims with a reading not yet run (``per``: its claims table); for a
-    GPU job, also what it costs on this CPU."""
+def todo(sec: Section, per: pd.DataFrame, runs: pd.DataFrame, results_dir: str | None = None) -> list[str]:
+    """What is still to run for ``sec``'s claims (``per``: its claims table): each protocol with fewer runs than
+    the seeds its sweeps declare (the command, the seeds missing, what they cost), then how to produce a claim not
+    yet run that no sweep declares (its timing module, or the section's command)."""
+    declared, rates = declared_seeds(), bench_rates(results_dir)
+    lines, covered = [], set()
+    for _, row in per.iterrows():
+        for p in (row["finding"]["protocol"], row["finding"]["than_protocol"]):
+            if p not in declared or p in covered:
+                continue
+            covered.add(p)
+            d, ran = declared[p], set(runs.loc[runs["protocol"] == p, "seed"])
+            missing = [s for s in d.seeds if s not in ran]
+            if missing:
+                lines.append(f"{d.command()}: {p}, seeds {', '.join(map(str, missing))} of the declared "
+                             f"{', '.join(map(str, d.seeds))}{_cost(d, len(missing), rates)}")
     claims = load_claims(sec.paper)
-    jobs = {c["id"]: c["gpu_job"] for c in claims if "gpu_job" in c}
     # a claim judged from a timing record is produced by the module that writes it, not by training
     timers = {c["id"]: f"python -m hwrlib.{c['measured_by']}, on a quiet machine" for c in claims if "measured_by" in c}
-    unrun = dict.fromkeys(per.loc[per["verdict"].map(lambda v: v is Verdict.NOT_YET_RUN), "id"])
-    rates = bench_rates(results_dir) if set(unrun) & set(jobs) else {}
-    return sorted({(gpu_job_hint(jobs[cid], sec.paper, rates) + "; " if cid in jobs else "")
-                   + timers.get(cid, sec.command) for cid in unrun})
+    unrun = per[[v is Verdict.NOT_YET_RUN and not {f["protocol"], f["than_protocol"]} & covered
+                 for v, f in zip(per["verdict"], per["finding"])]]
+    return lines + sorted({timers.get(cid, sec.command) for cid in unrun["id"]})
 
 
 def paper_view(sec: Section, runs: pd.DataFrame, per: pd.DataFrame, robust: pd.DataFrame,
@@ -144,7 +153,7 @@ def paper_view(sec: Section, runs: pd.DataFrame, per: pd.DataFrame, robust: pd.D
     mine, robust_mine = per[per["paper"] == sec.paper], robust[robust["paper"] == sec.paper]
     fig = forest(mine, f"{sec.paper}: every judged accuracy claim against what the paper states") if sec.judged else None
     detail = mine.assign(verdict=[f"{v.mark} {v.label}" for v in mine["verdict"]])[DETAIL]
-    return PaperView(sec, fig, compact(robust_mine, mine), detail, todo(sec, mine, results_dir), sec.extras(runs),
+    return PaperView(sec, fig, compact(robust_mine, mine), detail, todo(sec, mine, runs, results_dir), sec.extras(runs),
                      len(robust_mine))
 
 
@@ -164,7 +173,7 @@ def show(view: PaperView) -> None:
             if shown is not None:
                 display(shown)
         if view.todo:
-            display(Markdown("Not yet run: " + "; ".join(f"`{t}`" for t in view.todo)))
+            display(Markdown("Still to run:\n" + "\n".join(f"- {t}" for t in view.todo)))
     for block in view.extras.blocks:
         if isinstance(block, Folded):
             display(Markdown(f"**{block.title}**"))

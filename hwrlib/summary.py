@@ -410,13 +410,17 @@ def claims_table(runs: pd.DataFrame, paper: str | None = None, kinds: tuple[str,
     ``profile``: the profile ``runs`` were trained at (a notebook's): claims of another profile show those runs'
     numbers as an indication, with no verdict.
     """
+    from .sweep import declared_seeds
     check_claims()  # a claim no config can express stops here, named, before any verdict is made
+    declared = declared_seeds()
     rows = []
     for c in load_claims(paper):
         if kinds and c["kind"] not in kinds:
             continue
         for reading, rc in claim_readings(c):
             r = judge_claim(rc, runs, profile)
+            r["declared"], r["than_declared"] = (len(declared[p].seeds) if p in declared else None
+                                                 for p in (r["protocol"], r["than_protocol"]))
             rows.append({"paper": c["paper"], "id": c["id"], "claim": c["text"], "reading": reading,
                          "source": c["source"], **_shown(rc, r), "finding": r, "spent": r["spent"],
                          "kind": rc["kind"], "metric": rc.get("metric", ""), "margin": rc.get("margin", 0.0),
@@ -439,13 +443,19 @@ def _shown(c: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
                                  "" if kind == "reference" else NOT_YET_RUN)
     points = kind == "comparison" and metric.endswith(("_acc", "_top5", "_error"))
     interval = fmt_interval(r["low"], r["high"], "" if plain else metric, points)
-    n = f"{r['n']} vs {r['than_n']}" if kind == "comparison" else (r["n"] or "")
+    n = (f"{_count(r['n'], r.get('declared'))} vs {_count(r['than_n'], r.get('than_declared'))}"
+         if kind == "comparison" else _count(r["n"], r.get("declared")) or "")
     tolerance = f"±{fmt(r['delta'], '' if plain else metric)}" if not math.isnan(r["delta"]) else ""
     needed = r["seeds_needed"]
     return {"claimed": claimed, "measured": measured, "interval": interval, "n": n, "tolerance": tolerance,
             "verdict": r["verdict"],
             "seeds needed": "" if r["verdict"] is not Verdict.INCONCLUSIVE else
             f"{needed}" if needed else "> 100" if r["method"] and "no spread" not in r["method"] else "≥ 2"}
+
+
+def _count(n: int, declared: int | None) -> int | str:
+    """Runs behind a verdict, and the seeds its sweeps declare where fewer ran: "1 of 3" (an interim verdict)."""
+    return f"{n} of {declared}" if declared and n < declared else n
 
 
 def verdict_frame(runs: pd.DataFrame, per: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -458,14 +468,16 @@ def verdict_frame(runs: pd.DataFrame, per: pd.DataFrame | None = None) -> pd.Dat
         r = t["finding"]
         cpu, gpu = minutes(r["spent"])
         rows.append({"claim": t["id"], "reading": t["reading"], "protocol": r["protocol"],
-                     "than_protocol": r["than_protocol"], "n": r["n"], "than_n": r["than_n"], "mean": r["mean"],
+                     "than_protocol": r["than_protocol"], "n": r["n"], "than_n": r["than_n"],
+                     "declared": r.get("declared"), "than_declared": r.get("than_declared"), "mean": r["mean"],
                      "sd": r["sd"], "than_mean": r["than_mean"], "estimate": r["estimate"], "low": r["low"],
                      "high": r["high"], "delta": r["delta"], "verdict": r["verdict"].label,
                      "seeds_needed": r["seeds_needed"], "method": r["method"], "cpu_min": cpu, "gpu_min": gpu})
     frame = pd.DataFrame(rows)
     numbers = ["mean", "sd", "than_mean", "estimate", "low", "high", "delta", "cpu_min", "gpu_min"]
     frame[numbers] = frame[numbers].astype(float).round(6)
-    frame["seeds_needed"] = frame["seeds_needed"].astype("Int64")
+    for col in ("seeds_needed", "declared", "than_declared"):
+        frame[col] = frame[col].astype("Int64")
     return frame
 
 

@@ -24,6 +24,7 @@ second reports it ``busy``. A point whose worker died is retried once; a sweep l
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import logging
@@ -36,7 +37,7 @@ import threading
 import time
 import typing
 import uuid
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from traitlets.config import Config
 from . import paths
 from .config import ExperimentConfig
 from .experiments import experiment_config, run_dirs
+from .results import protocol_id
 
 TMP_NOTEBOOK = ".notebook.tmp.ipynb"  # papermill wants the .ipynb suffix
 LOCK = ".lock"
@@ -108,6 +110,41 @@ def expand_grid(grid: dict[str, Any], config_cls: type) -> list[dict[str, Any]]:
             raise ValueError(f"grid parameter {name!r} has no values ([]): give at least one, or leave it out")
         axes.append([((key, v),) for v in value] if expand else [((key, value),)])
     return [dict(kv for part in combo for kv in part) for combo in itertools.product(*axes)]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The seeds a protocol's sweeps declare, fixed before its runs; the grid files that declare them, the paper's
+    notebook, and one of the protocol's run configs."""
+    seeds: tuple[int, ...]
+    grids: tuple[str, ...]
+    notebook: str
+    config: dict[str, Any]
+
+    def command(self) -> str:
+        return f"hwr-sweep {self.notebook} {' '.join(self.grids)}"
+
+
+SWEEPS = paths.REPO_ROOT / "sweeps"
+
+
+@functools.cache
+def declared_seeds(sweeps: Path = SWEEPS) -> dict[str, Declared]:
+    """Every protocol the grids ``sweeps/<paper>_*.yaml`` plan, with the seeds they declare for it (a verdict on
+    fewer runs is interim). A protocol several grids plan takes the union of their seeds. Empty without a source
+    checkout's sweeps/ folder."""
+    seen: dict[str, tuple[set[int], set[str], str, dict[str, Any]]] = {}
+    for path in sorted(Path(sweeps).glob("[0-9][0-9][0-9]_*.yaml")):
+        config_cls = experiment_config(path.name)
+        found = next(Path(sweeps).parent.glob(f"notebooks/{config_cls.paper}_*.ipynb"), None)
+        notebook = f"notebooks/{found.name if found else config_cls.paper + '_*.ipynb'}"
+        for point in expand_grid(load_grid(path), config_cls):
+            for rd in run_dirs(config_cls.build(point)):
+                seeds, grids, _, _ = seen.setdefault(protocol_id(rd.paper, rd.config),
+                                                     (set(), set(), notebook, rd.config))
+                seeds.add(int(rd.config["seed"]))
+                grids.add(f"sweeps/{path.name}")
+    return {p: Declared(tuple(sorted(s)), tuple(sorted(g)), nb, c) for p, (s, g, nb, c) in seen.items()}
 
 
 class PointKernelManager(AsyncKernelManager):

@@ -31,23 +31,26 @@ def test_report_builds_from_records_alone(tmp_path):
     assert readme.startswith("x\n<!-- report:headline -->\n| paper") and readme.endswith("<!-- /report:headline -->\ny\n")
 
 
-def test_gpu_only_rows_are_sized_in_cpu_hours_from_the_bench(tmp_path):
+def test_protocols_short_of_their_declared_seeds_are_listed_and_sized(tmp_path):
     import json
     import shutil
-    shutil.copytree(ROOT / "results" / "runs" / "002", tmp_path / "runs" / "002")
+    src = ROOT / "results" / "runs" / "004"
+    for run in [*src.glob("paper-lenet5-*"), *src.glob("paper-alexnet_ir-*"), *src.glob("paper-alexnet_mod-*")]:
+        shutil.copytree(run, tmp_path / "runs" / "004" / run.name)
+    mod60 = sorted((tmp_path / "runs" / "004").glob("paper-alexnet_mod-s0-*"))
+    shutil.rmtree(next(p for p in mod60 if "50k_val10k" not in (p / "config.yaml").read_text()))  # 60k: none
     text = report.build(str(tmp_path))[0]
-    assert "needs a GPU (3 x 20 epochs of resnet18; `make bench` sizes it on a CPU)" in text  # no bench table yet
+    # sweeps/004_table2.yaml and 004_paper.yaml declare seeds 0-2 of the modified AlexNet, before any run
+    assert "sweeps/004_table2.yaml: 004:paper-alexnet_mod-0a544097, seeds 0, 1, 2 of the declared 0, 1, 2" in text
+    assert "sweeps/004_paper.yaml: 004:paper-alexnet_mod-4e7d8c97, seeds 1, 2 of the declared 0, 1, 2" in text
+    assert "CPU-hours" not in text  # no bench table yet: no cost
+    assert "| 3 vs 1 of 3 |" in text.replace("  ", "")  # an interim comparison says how many seeds it still lacks
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "models-1threads.json").write_text(json.dumps(
-        {"threads": 1, "rows": [{"model": "resnet18", "images_per_second": 100.0},
-                                {"model": "alexnet_mod", "images_per_second": 300.0}]}))
+        {"threads": 1, "rows": [{"model": "alexnet_mod", "images_per_second": 300.0}]}))
     text = report.build(str(tmp_path))[0]
-    # 3 seeds x 20 epochs x 60,000 images at 100 images/s = 10 hours
-    assert "needs a GPU: about 10 CPU-hours on this CPU (3 x 20 epochs of resnet18 at the 100 images/s" in text
-    # 004's schedule may stop early: 3 x 30 epochs x 60,000 images at 300 images/s is a bound of 5 hours
-    assert "needs a GPU: up to 5 CPU-hours on this CPU (3 x 30 epochs of alexnet_mod at the 300 images/s" in text
-    # each paper lists its GPU job once: 002's ResNet-18 runs and 004's AlexNet runs
-    assert text.count("needs a GPU") == 2
+    # 2 seeds x 30 epochs x 60,000 images at 300 images/s: 3.3 hours, a bound (004's schedule may stop early)
+    assert "seeds 1, 2 of the declared 0, 1, 2; up to 3.3 CPU-hours at 1 thread (30 epochs of alexnet_mod" in text
 
 
 def _fake_runs(root, paper: str, profile: str, donor) -> list:

@@ -15,8 +15,8 @@ import pytest
 
 from hwrlib import sweep
 from hwrlib.baselines import BASELINES
-from hwrlib.experiments import P001Config, P002Config, P003Config, run_dirs
-from hwrlib.results import load_runs
+from hwrlib.experiments import P001Config, P002Config, P003Config, create_experiment, run_dirs
+from hwrlib.results import load_runs, protocol_id
 
 NOTEBOOK = str(Path(__file__).parents[1] / "notebooks" / "002_pytorch_cnn_mnist.ipynb")
 NOTEBOOK_003 = str(Path(__file__).parents[1] / "notebooks" / "003_lenet_variant_mnist.ipynb")
@@ -97,6 +97,20 @@ def test_local_cluster_reports_a_failing_point_and_no_kernel_warning(mnist_ready
     assert list(runs["seed"]) == [6] and set(runs["profile"]) == {"smoke"}
     assert all((Path(p) / "notebook.ipynb").exists() for p in runs["run_path"])
     assert not list(results_tmp.rglob(sweep.TMP_NOTEBOOK))
+
+
+def test_declared_seeds_are_the_union_of_every_grid_that_plans_a_protocol(tmp_path):
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "002_a.yaml").write_text("profile: paper\ncompare_models: [lenet5]\nseeds: [0, 1]\n")
+    (tmp_path / "sweeps" / "002_b.yaml").write_text("profile: paper\nmodel: lenet5\ncompare_models: [[]]\nseed: 4\n")
+    declared = sweep.declared_seeds.__wrapped__(tmp_path / "sweeps")
+    cnn = create_experiment("002", profile="paper", compare_models=[])
+    lenet = cnn.for_model("lenet5")
+    d = declared[protocol_id("002", lenet.run_dir().config)]
+    assert d.seeds == (0, 1, 4) and d.grids == ("sweeps/002_a.yaml", "sweeps/002_b.yaml")
+    assert declared[protocol_id("002", cnn.run_dir().config)].seeds == (0, 1)  # the CNN: grid a only
+    assert d.command() == "hwr-sweep notebooks/002_*.ipynb sweeps/002_a.yaml sweeps/002_b.yaml"
+    assert len(declared) == 2
 
 
 def test_point_kernel_environment(tmp_path, monkeypatch):
