@@ -135,7 +135,7 @@ def todo(sec: Section, per: pd.DataFrame, runs: pd.DataFrame, results_dir: str |
             d, ran = declared[p], set(runs.loc[runs["protocol"] == p, "seed"])
             missing = [s for s in d.seeds if s not in ran]
             if missing:
-                lines.append(f"{d.command()}: {p}, seeds {', '.join(map(str, missing))} of the declared "
+                lines.append(f"`{d.command()}`: {p}, seeds {', '.join(map(str, missing))} of the declared "
                              f"{', '.join(map(str, d.seeds))}{_cost(d, len(missing), rates)}")
     claims = load_claims(sec.paper)
     # a claim judged from a timing record is produced by the module that writes it, not by training
