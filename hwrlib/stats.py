@@ -130,7 +130,7 @@ def judge_difference(a: pd.Series, b: pd.Series, paired: bool = False, margin: f
     if len(a) == 1 or len(b) == 1:
         return Judgement(Verdict.INCONCLUSIVE, float(a.mean() - b.mean()),
                          method="one run a side: no spread" if len(a) == len(b) else "one side a single run: no spread")
-    paired = paired and len(a) > 1 and set(a.index) == set(b.index)
+    paired = paired and set(a.index) == set(b.index)  # both sides have 2+ runs here
     est, low, high, half_at, method = _difference_ci(a, b, paired)
     if math.isnan(low):  # no spread at all (identical differences): the estimate is exact
         low = high = est
