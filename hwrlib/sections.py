@@ -101,24 +101,31 @@ def compact(robust: pd.DataFrame, per: pd.DataFrame) -> pd.DataFrame:
 DETAIL = ["claim", "reading", "claimed", "measured", "interval", "n", "tolerance", "verdict", "seeds needed"]
 
 
-def bench_rates(results_dir: str | None = None) -> dict[str, float]:
-    """Training images/s per model at 1 thread, from ``make bench``'s table (``results/bench/``; empty if none)."""
-    path = paths.results_dir(results_dir) / "bench" / "models-1threads.json"
-    if not path.is_file():
-        return {}
-    return {r["model"]: r["images_per_second"] for r in json.loads(path.read_text())["rows"]}
+def bench_rates(results_dir: str | None = None) -> dict[int, dict[str, float]]:
+    """Training images/s per thread count and model, from ``make bench``'s tables (``results/bench/``; empty if
+    none)."""
+    rates = {}
+    for threads in (1, 2):
+        path = paths.results_dir(results_dir) / "bench" / f"models-{threads}threads.json"
+        if path.is_file():
+            rates[threads] = {r["model"]: r["images_per_second"] for r in json.loads(path.read_text())["rows"]}
+    return rates
 
 
-def _cost(d: Declared, missing: int, rates: dict[str, float]) -> str:
-    """What ``missing`` seeds of a declared protocol take at the 1-thread rate ``make bench`` measured (epochs x
-    training images; a bound where the schedule may stop early), or nothing without a measured rate."""
-    cfg, rate = d.config, rates.get(d.config["model"])
+def _cost(d: Declared, missing: int, rates: dict[int, dict[str, float]]) -> str:
+    """What ``missing`` seeds of a declared protocol take at the rates ``make bench`` measured (epochs x training
+    images; a bound where the schedule may stop early): CPU-hours at 1 thread, and the hours one seed takes alone
+    on 2 threads (one run at a time on a 2-core machine), or nothing without a measured rate."""
+    cfg = d.config
+    rate, rate2 = rates.get(1, {}).get(cfg["model"]), rates.get(2, {}).get(cfg["model"])
     if rate is None or not cfg.get("num_epochs"):
         return ""
-    hours = missing * cfg["num_epochs"] * (cfg.get("train_size") or 60_000) / rate / 3600
+    images = cfg["num_epochs"] * (cfg.get("train_size") or 60_000)
     bound = "up to" if cfg.get("early_stop_patience") else "about"  # early stopping may end it sooner
-    return (f"; {bound} {hours:.1f} CPU-hours at 1 thread ({cfg['num_epochs']} epochs of {cfg['model']} at the "
-            f"{rate:.0f} images/s `make bench` measured)")
+    alone = f"; {bound} {images / rate2 / 3600:.1f} h a seed alone on 2 threads ({rate2:.0f} images/s)" if rate2 \
+        else ""
+    return (f"; {bound} {missing * images / rate / 3600:.1f} CPU-hours at 1 thread ({cfg['num_epochs']} epochs of "
+            f"{cfg['model']} at the {rate:.0f} images/s `make bench` measured){alone}")
 
 
 def todo(sec: Section, per: pd.DataFrame, runs: pd.DataFrame, results_dir: str | None = None) -> list[str]:

@@ -53,6 +53,12 @@ def test_protocols_short_of_their_declared_seeds_are_listed_and_sized(tmp_path):
     text = report.build(str(tmp_path))[0]
     # 2 seeds x 30 epochs x 60,000 images at 300 images/s: 3.3 hours, a bound (004's schedule may stop early)
     assert "seeds 1, 2 of the declared 0, 1, 2; up to 3.3 CPU-hours at 1 thread (30 epochs of alexnet_mod" in text
+    assert "a seed alone on 2 threads" not in text  # no 2-thread table: no wall-clock per seed
+    (tmp_path / "bench" / "models-2threads.json").write_text(json.dumps(
+        {"threads": 2, "rows": [{"model": "alexnet_mod", "images_per_second": 500.0}]}))
+    text = report.build(str(tmp_path))[0]
+    # one seed: 30 epochs x 60,000 images at 500 images/s = 1.0 hour
+    assert "measured); up to 1.0 h a seed alone on 2 threads (500 images/s)" in text
 
 
 def _fake_runs(root, paper: str, profile: str, donor) -> list:
