@@ -230,10 +230,11 @@ def machine_record(t0: float, device, seed: int, optimizer=None) -> dict[str, An
     """The fields of final.json that say where and with what a run ran (``t0``: its perf_counter start); with the
     run's ``optimizer``, whether its update ran the fused kernels (``HWR_FUSED``: they change the last digits)."""
     import torch
-    from .train import device_name
+    from .train import cpu_capability, device_name
     kernels = {} if optimizer is None else {"fused_optimizer": bool(optimizer.defaults.get("fused"))}
     return {"wall_seconds": time.perf_counter() - t0, "device": str(device), "device_name": device_name(device),
-            "num_threads": torch.get_num_threads(), "seed": seed, **kernels, **environment()}
+            "cpu_capability": cpu_capability(torch.device(device)), "num_threads": torch.get_num_threads(),
+            "seed": seed, **kernels, **environment()}
 
 
 def final_record(metrics: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:

@@ -361,8 +361,9 @@ class NonFiniteLoss(FloatingPointError):
 class Checkpoint:
     """A run's model, optimizer, schedule and :class:`Progress` in one file, rewritten atomically at each evaluation.
 
-    ``where`` (device, threads, optimizer kernels) is saved too: a run resumes only where it started, since another
-    setup computes other last digits and the run would mix the numbers of two.
+    ``where`` (device and its model, the CPU's kernel instruction set, threads, optimizer kernels) is saved too: a
+    run resumes only where it started, since another setup computes other last digits and the run would mix the
+    numbers of two.
     """
     path: Path
     where: dict[str, Any]
@@ -380,7 +381,8 @@ class Checkpoint:
             return Progress()
         state = load_checkpoint(self.path, device)
         saved = state.get("where", {**self.where, "fused": False})  # checkpoints before 'where': per-tensor updates
-        if saved != self.where:
+        # fields a checkpoint predates (device_name, cpu_capability) are not held against it
+        if any(self.where.get(k) != v for k, v in saved.items()):
             raise RuntimeError(f"{self.path} was written with {saved}, this process has {self.where}: resuming would "
                                "mix numbers of two setups. Resume with the same device, HWR_NUM_THREADS and optimizer "
                                "kernels (HWR_FUSED=0 for per-tensor updates), or delete the checkpoint to restart")
@@ -393,9 +395,15 @@ class Checkpoint:
 
 
 def where_trained(device: torch.device, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """What a run's numbers depend on beyond its seed: device, thread count and optimizer kernels."""
-    return {"device": device.type, "num_threads": torch.get_num_threads(),
-            "fused": bool(optimizer.defaults.get("fused"))}
+    """What a run's numbers depend on beyond its seed: device, its model, the CPU kernels' instruction set (another
+    machine's AVX2 and AVX-512 kernels round differently), thread count and optimizer kernels."""
+    return {"device": device.type, "device_name": device_name(device), "cpu_capability": cpu_capability(device),
+            "num_threads": torch.get_num_threads(), "fused": bool(optimizer.defaults.get("fused"))}
+
+
+def cpu_capability(device: torch.device) -> str | None:
+    """The instruction set torch's CPU kernels dispatch to (``AVX2``, ``AVX512``, ...); None off the CPU."""
+    return torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

@@ -149,6 +149,29 @@ def test_a_checkpoint_resumes_only_with_its_thread_count(mnist_ready, tmp_path):
         torch.set_num_threads(before)
 
 
+def test_a_checkpoint_resumes_only_on_its_cpu(mnist_ready, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop(evals):
+        raise Stop
+    with pytest.raises(Stop):
+        _fit(epochs=2, name="lenet5", ckpt=ckpt, on_epoch=stop)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["where"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and state["where"]["device_name"]
+    # the same checkpoint as another machine would have written it: other kernels, other last digits
+    torch.save({**state, "where": {**state["where"], "cpu_capability": "OTHER"}}, ckpt)
+    with pytest.raises(RuntimeError, match="cpu_capability': 'OTHER'.*delete the checkpoint"):
+        _fit(epochs=2, name="lenet5", ckpt=ckpt)
+    # a checkpoint from before the machine fields resumes: what it does not say is not held against it
+    where = {k: v for k, v in state["where"].items() if k not in ("device_name", "cpu_capability")}
+    torch.save({**state, "where": where}, ckpt)
+    metrics = _fit(epochs=2, name="lenet5", ckpt=ckpt)[1]
+    assert len(metrics) == 2 and metrics[0] == state["metrics"][0]  # epoch 1 restored, epoch 2 trained
+
+
 @pytest.mark.parametrize("device", ["cuda:abc", "cpu:0", "tpu", "cuda:"])
 def test_device_strings_are_parsed_whole(device, monkeypatch):
     monkeypatch.delenv("HWR_PROFILE", raising=False)
