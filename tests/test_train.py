@@ -129,19 +129,23 @@ def test_non_finite_loss_stops_the_run_and_leaves_no_result(mnist_ready, results
     assert not rd.is_complete() and load_runs().empty
 
 
-def test_a_checkpoint_resumes_only_with_its_thread_count(mnist_ready, tmp_path):
-    ckpt = tmp_path / "checkpoint.pt"
-
+def _interrupted_after_one_epoch(ckpt) -> None:
+    """Train lenet5 for 2 epochs with a checkpoint at ``ckpt`` and stop it after the first."""
     class Stop(Exception):
         pass
 
     def stop(evals):
         raise Stop
+    with pytest.raises(Stop):
+        _fit(epochs=2, name="lenet5", ckpt=ckpt, on_epoch=stop)
+
+
+def test_a_checkpoint_resumes_only_with_its_thread_count(mnist_ready, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        with pytest.raises(Stop):
-            _fit(epochs=2, name="lenet5", ckpt=ckpt, on_epoch=stop)
+        _interrupted_after_one_epoch(ckpt)
         torch.set_num_threads(2)
         with pytest.raises(RuntimeError, match="num_threads': 1.*num_threads': 2.*HWR_NUM_THREADS"):
             _fit(epochs=2, name="lenet5", ckpt=ckpt)
@@ -151,14 +155,7 @@ def test_a_checkpoint_resumes_only_with_its_thread_count(mnist_ready, tmp_path):
 
 def test_a_checkpoint_resumes_only_on_its_cpu(mnist_ready, tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
-
-    class Stop(Exception):
-        pass
-
-    def stop(evals):
-        raise Stop
-    with pytest.raises(Stop):
-        _fit(epochs=2, name="lenet5", ckpt=ckpt, on_epoch=stop)
+    _interrupted_after_one_epoch(ckpt)
     state = torch.load(ckpt, weights_only=True)
     assert state["where"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and state["where"]["device_name"]
     # the same checkpoint as another machine would have written it: other kernels, other last digits
