@@ -384,9 +384,9 @@ class Checkpoint:
         # fields a checkpoint predates (device_name, cpu_capability) are not held against it
         if any(self.where.get(k) != v for k, v in saved.items()):
             raise RuntimeError(f"{self.path} was written with {saved}, this process has {self.where}: resuming would "
-                               "mix numbers of two setups. Resume on the same device model and CPU instruction set, with "
-                               "the same HWR_NUM_THREADS and optimizer kernels (HWR_FUSED=0 for per-tensor updates), "
-                               "or delete the checkpoint to restart")
+                               "mix numbers of two setups. Resume on the same device model and CPU instruction "
+                               "set, with the same HWR_NUM_THREADS and optimizer kernels (HWR_FUSED=0 for per-tensor "
+                               "updates), or delete the checkpoint to restart")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state.get("schedule", state.get("plateau")) or {})  # 'plateau': the older name
