@@ -81,13 +81,14 @@ def _images(names: list[str]) -> str:
     return "\n\n".join(f"![{n}]({FIGURES}/{n}.png)" for n in names) if names else "_no figure: no runs yet_"
 
 
-RULES = ("How to read it: each claim is judged under every plausible reading of its paper (hwrlib/claims.yaml, with the "
-         "sentence behind each), from the runs of exactly the protocol it names. A number is *reproduced* when it "
-         "lies within what one run of the protocol gives and the protocol's mean is shown to lie within the tolerance "
-         "of it; a comparison when the 95 % interval of the seed-paired difference lies above 0 (or the stated "
-         "margin). In each figure a row is a claim under one reading, in points: dots are seeds, the diamond their "
-         "mean, the line the interval the verdict rests on, the grey band the claim's tolerance, the red tick what "
-         "is claimed. Every number behind a verdict is in `results/verdicts.csv`.")
+RULES = ("How to read it: each claim is judged under every plausible reading of its paper (hwrlib/claims.yaml, with "
+         "the sentence behind each), from the runs of exactly the protocol it names. A number is *reproduced* when "
+         "it lies within what one run of the protocol gives and the protocol's mean is shown to lie within the "
+         "tolerance of it; a comparison when the 95 % interval of the difference (paired by seed where both sides "
+         "ran the same seeds, Welch's otherwise) lies above 0 (or the stated margin). In each figure a row is a "
+         "claim under one reading, in points: dots are seeds, the diamond their mean, the line the interval the "
+         "verdict rests on, the grey band the claim's tolerance, the red tick what is claimed. Every number behind "
+         "a verdict is in `results/verdicts.csv`.")
 
 
 def _details(summary: str, body: str) -> str:
