@@ -3,6 +3,7 @@
 * :func:`tolerance`: the one tolerance rule of accuracy claims.
 * :func:`judge_value`: a measured protocol against a number the paper reports (metric claims).
 * :func:`judge_difference`: "A beats B" (comparisons, and each point of a curve claim).
+* :func:`judge_at_most`: a ceiling on a protocol's mean ("no rise": metric claims with ``direction: at_most``).
 * :func:`combine`: several points of one claim into one verdict.
 
 Each returns a :class:`Judgement`: the :class:`~hwrlib.verdict.Verdict`, the estimate, its 95 % interval and,
@@ -147,6 +148,15 @@ def judge_above(values: pd.Series, level: float) -> Judgement:
     """Does the mean of ``values`` (one per seed) exceed ``level``? The one-sample case of :func:`judge_difference`
     (each seed's value minus the level, a t interval)."""
     return judge_difference(values, values * 0 + level, paired=True)
+
+
+def judge_at_most(values: pd.Series, ceiling: float) -> Judgement:
+    """Is the mean of ``values`` at most ``ceiling`` (a claim of no rise)? :func:`judge_above` reversed: **reproduced**
+    when the mean's 95 % interval lies below the ceiling, **not reproduced** when above it; the estimate and interval
+    are the mean's, in the values' units."""
+    j = opposite(judge_above(values, ceiling))
+    return replace(j, estimate=j.estimate + ceiling, low=j.low + ceiling, high=j.high + ceiling,
+                   method="t interval of the mean, against a ceiling" if j.method.startswith("paired") else j.method)
 
 
 def opposite(j: Judgement) -> Judgement:

@@ -330,7 +330,8 @@ def _judge_measured(claim: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]
         why = f"{int(stuck.sum())} of {len(stuck)} runs never left chance accuracy"
         return {**finding(Verdict.DID_NOT_TRAIN, why, why=why), **sides, **spent}
     if claim["kind"] == "metric":
-        j = stats.judge_value(va, claim["claimed"], delta(claim), claim.get("claimed_runs", 1))
+        j = (stats.judge_at_most(va, claim["claimed"] + delta(claim)) if claim.get("direction") == "at_most" else
+             stats.judge_value(va, claim["claimed"], delta(claim), claim.get("claimed_runs", 1)))
         return {**finding(j, fmt_mean_sd(va, metric), delta=delta(claim), values=va), **sides, **spent}
     if claim["kind"] == "comparison":
         j = stats.judge_difference(va, vb, paired=True, margin=claim.get("margin", 0.0))
@@ -437,6 +438,8 @@ def _shown(c: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     elif kind == "comparison":
         margin = c.get("margin", 0.0)
         claimed = "greater" + (f" by > {100 * margin:.2f} points" if margin else "")
+    elif c.get("direction") == "at_most":
+        claimed = f"at most {fmt(c['claimed'] + delta(c), metric)}"
     else:
         claimed = fmt(c["claimed"], "" if plain else metric) if "claimed" in c else ""
     measured = r["measured"] or (fmt(r["mean"], "" if plain else metric) if kind == "model" else
@@ -445,7 +448,8 @@ def _shown(c: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     interval = fmt_interval(r["low"], r["high"], "" if plain else metric, points)
     n = (f"{_count(r['n'], r.get('declared'))} vs {_count(r['than_n'], r.get('than_declared'))}"
          if kind == "comparison" else _count(r["n"], r.get("declared")) or "")
-    tolerance = f"±{fmt(r['delta'], '' if plain else metric)}" if not math.isnan(r["delta"]) else ""
+    tolerance = (f"±{fmt(r['delta'], '' if plain else metric)}"  # a ceiling holds its tolerance already
+                 if not math.isnan(r["delta"]) and c.get("direction") != "at_most" else "")
     needed = r["seeds_needed"]
     return {"claimed": claimed, "measured": measured, "interval": interval, "n": n, "tolerance": tolerance,
             "verdict": r["verdict"],

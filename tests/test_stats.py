@@ -73,6 +73,19 @@ def test_differences_paired_and_welch_against_scipy():
     assert stats.judge_difference(a, b, paired=True, margin=0.01).verdict is Verdict.NOT_REPRODUCED
 
 
+def test_a_ceiling_is_judged_by_the_interval_of_the_mean_and_a_mean_above_it_never_holds():
+    rise = pd.Series([0.0023, 0.0012, 0.0033, 0.0026, 0.0039])  # 002's linear-head test error rises, 0.27 points
+    j = stats.judge_at_most(rise, 0.002)
+    ci = sp.ttest_1samp(rise, 0.0).confidence_interval(0.95)
+    assert (j.estimate, j.low, j.high) == pytest.approx((rise.mean(), ci.low, ci.high))
+    assert j.verdict is Verdict.INCONCLUSIVE and j.seeds_needed > 5
+    # read as one run's number (0 within 0.2 points, widened by a run's spread) it would have held
+    assert stats.judge_value(rise, 0.0, 0.002).verdict is Verdict.REPRODUCED
+    assert stats.judge_at_most(rise - 0.002, 0.002).verdict is Verdict.REPRODUCED
+    assert stats.judge_at_most(rise + 0.002, 0.002).verdict is Verdict.NOT_REPRODUCED
+    assert stats.judge_at_most(rise.iloc[:1] - 0.002, 0.002).verdict is Verdict.INCONCLUSIVE
+
+
 def test_combine_and_robust():
     r, nr, i = (stats.Judgement(v) for v in (Verdict.REPRODUCED, Verdict.NOT_REPRODUCED, Verdict.INCONCLUSIVE))
     assert stats.combine([r, r]).verdict is Verdict.REPRODUCED

@@ -33,6 +33,16 @@ def test_metric_claim_verdicts():
     assert wide["verdict"] == "inconclusive" and wide["seeds_needed"] > 3
 
 
+def test_a_ceiling_claim_holds_only_when_the_mean_is_shown_below_it(monkeypatch):
+    ceiling = {**CLAIM, "metric": "final_test_error", "claimed": 0.01, "tolerance": 0.002, "direction": "at_most"}
+    assert judge_claim(ceiling, runs(0.9925, 0.9930, 0.9935))["verdict"] == "reproduced"  # 0.70 % error
+    assert judge_claim(ceiling, runs(0.985, 0.9855, 0.9845))["verdict"] == "not reproduced"  # 1.50 %
+    assert judge_claim(ceiling, runs(0.9870, 0.9890, 0.9895))["verdict"] == "inconclusive"  # 1.15 %, below 1.2
+    monkeypatch.setattr(summary, "load_claims", lambda paper=None: [ceiling])
+    row = claims_table(runs(0.9925, 0.9930, 0.9935), "002").iloc[0]
+    assert (row["claimed"], row["tolerance"], row["interval"]) == ("at most 1.20%", "", "[0.58%, 0.82%]")
+
+
 def test_unmatched_runs_are_not_yet_run_and_another_profile_is_an_indication():
     assert judge_claim(CLAIM, runs(0.993, profile="quick"))["verdict"] == "not yet run"
     assert judge_claim(CLAIM, runs(0.993, train_size=3000))["verdict"] == "not yet run"

@@ -23,7 +23,7 @@ import yaml
 
 from .. import paths
 from ..results import load_metrics
-from ..stats import Judgement, combine, judge_above, judge_difference, opposite, tolerance
+from ..stats import Judgement, combine, judge_above, judge_at_most, judge_difference, opposite, tolerance
 from ..sections import Extras, Section, register_section
 from ..summary import finding, fmt_mean_sd, protocol_runs
 from ..verdict import Verdict
@@ -340,10 +340,9 @@ def judge_no_overfitting(runs: pd.DataFrame, claim: dict) -> dict[str, Any]:
     whole = h[np.isclose(h["epoch"], h["epoch"].round())]
     g = whole.groupby("run_id")["test_error"]
     rise = by_setting(h, (g.last() - g.min()) * 100)["default"]
-    over = judge_above(rise, 1.0)
-    j = opposite(over)
+    j = judge_at_most(rise, 1.0)
     text = (f"final minus lowest test error: {rise.mean():.2f} ± {rise.std(ddof=1):.2f} points (lambda "
-            f"{_where(claim).get('weight_decay', 0):g}); minus 1 point (95 % CI): [{over.low:+.2f}, {over.high:+.2f}]")
+            f"{_where(claim).get('weight_decay', 0):g}); 95 % CI [{j.low:.2f}, {j.high:.2f}] against at most 1 point")
     return finding(j, text, sel, n=len(rise))
 
 
